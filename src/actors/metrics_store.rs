@@ -1,0 +1,628 @@
+//! `MetricsStore`: the in-memory time series every component records into.
+//!
+//! Messages in: [`IngestApi`] (batches from the request tracer's per-worker buffers),
+//! [`RecordGauges`] (Monitor samples), [`RecordHealth`]; queries [`QueryMetrics`],
+//! [`GetRouteStats`], [`GetHealth`], [`GetStoreStats`].
+//!
+//! Each series keeps three rings of time slots (10 s × 8, 1 min × 7, 5 min × 14); a slot
+//! holds an HDR histogram (allocated on first use, reused afterwards) plus count, sum, min and
+//! max. A window is served from the ring whose slots fit it: 1 m from the 10 s ring, 5 m from
+//! the 1 min ring, 15 m and 1 h from the 5 min ring, so a window covers its length plus at
+//! most one slot. Memory is bounded by `METRICS_MAX_SERIES` × 29 slots; samples for a new
+//! series beyond the cap are counted in `rejected_samples`, never stored. Series idle for
+//! longer than the longest window are dropped on the hourly sweep, freeing their place.
+//!
+//! Restart policy: infrastructure actor, supervised by actix's `Supervisor`; nothing in it
+//! panics on input (histogram errors saturate), so a restart only happens if the arbiter dies.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use hdrhistogram::Histogram;
+
+use crate::domain::health::HealthReport;
+use crate::domain::metric::{
+    RouteStats, SeriesKey, SeriesStats, Unit, Window, API_RESPONSE_TIME, UNMATCHED_ROUTE,
+};
+
+/// A request's series as the tracer aggregates it: method, route pattern, status class.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ApiKey {
+    pub method: actix_web::http::Method,
+    pub route: String,
+    /// 1..=5 for 1xx..5xx.
+    pub status_class: u8,
+}
+
+/// A batch of request latencies (microseconds) from one tracer worker.
+#[derive(Message, Debug, Default)]
+#[rtype(result = "()")]
+pub struct IngestApi {
+    pub samples: HashMap<ApiKey, Vec<u32>>,
+}
+
+/// One gauge sample.
+#[derive(Debug, Clone)]
+pub struct Gauge {
+    pub key: SeriesKey,
+    pub unit: Unit,
+    pub value: f64,
+}
+
+/// Record gauge samples (Monitor).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RecordGauges(pub Vec<Gauge>);
+
+/// Replace the latest health report (Monitor).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RecordHealth(pub HealthReport);
+
+/// The latest health report.
+#[derive(Message, Debug)]
+#[rtype(result = "HealthReport")]
+pub struct GetHealth;
+
+/// Series statistics, filtered.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Vec<SeriesStats>")]
+pub struct QueryMetrics {
+    pub window: Window,
+    /// Exact metric name.
+    pub name: Option<String>,
+    /// Exact route pattern (matches the `route` tag).
+    pub route: Option<String>,
+}
+
+/// Per-route request statistics over a window.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Vec<RouteStats>")]
+pub struct GetRouteStats(pub Window);
+
+/// Size of the store.
+#[derive(Message, Debug)]
+#[rtype(result = "StoreStats")]
+pub struct GetStoreStats;
+
+/// How full the store is.
+#[derive(Debug, Clone, serde::Serialize, actix::MessageResponse)]
+pub struct StoreStats {
+    pub series: usize,
+    pub max_series: usize,
+    /// Samples dropped because their series would have exceeded `max_series`.
+    pub rejected_samples: u64,
+    /// Samples accepted since start.
+    pub ingested_samples: u64,
+}
+
+/// Slot lengths (seconds) and slot counts of the three rings.
+const RINGS: [(u64, usize); 3] = [(10, 8), (60, 7), (300, 14)];
+
+fn ring_for(window: Window) -> usize {
+    match window {
+        Window::M1 => 0,
+        Window::M5 => 1,
+        Window::M15 | Window::H1 => 2,
+    }
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    epoch: u64,
+    hist: Option<Histogram<u32>>,
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Slot {
+    fn reset(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        if let Some(h) = self.hist.as_mut() {
+            h.reset();
+        }
+        self.count = 0;
+        self.sum = 0.0;
+        self.min = f64::INFINITY;
+        self.max = f64::NEG_INFINITY;
+    }
+}
+
+/// One series: its rings of slots and the last sample.
+#[derive(Debug)]
+struct Series {
+    unit: Unit,
+    rings: [Vec<Slot>; 3],
+    created: f64,
+    last_at: f64,
+    last: f64,
+}
+
+impl Series {
+    fn new(unit: Unit, now: f64) -> Self {
+        let ring = |n: usize| (0..n).map(|_| Slot::default()).collect::<Vec<_>>();
+        Series {
+            unit,
+            rings: [ring(RINGS[0].1), ring(RINGS[1].1), ring(RINGS[2].1)],
+            created: now,
+            last_at: now,
+            last: 0.0,
+        }
+    }
+
+    fn new_hist(unit: Unit) -> Option<Histogram<u32>> {
+        Histogram::new_with_bounds(1, unit.highest(), 2).ok()
+    }
+
+    fn record(&mut self, value: f64, now: f64) {
+        let scaled = (value * self.unit.scale()).round().max(0.0) as u64;
+        let scaled = scaled.min(self.unit.highest());
+        let unit = self.unit;
+        for (ring, &(slot_len, n)) in self.rings.iter_mut().zip(RINGS.iter()) {
+            let epoch = now as u64 / slot_len;
+            let slot = &mut ring[(epoch % n as u64) as usize];
+            if slot.epoch != epoch || slot.count == 0 {
+                slot.reset(epoch);
+            }
+            if slot.hist.is_none() {
+                slot.hist = Self::new_hist(unit);
+            }
+            if let Some(h) = slot.hist.as_mut() {
+                h.saturating_record(scaled);
+            }
+            slot.count += 1;
+            slot.sum += value;
+            slot.min = slot.min.min(value);
+            slot.max = slot.max.max(value);
+        }
+        self.last = value;
+        self.last_at = now;
+    }
+
+    /// Merge the slots that fall inside `window`.
+    fn window(&self, window: Window, now: f64) -> Option<Merged> {
+        let r = ring_for(window);
+        let (slot_len, _) = RINGS[r];
+        let cur = now as u64 / slot_len;
+        let span = window.secs() / slot_len;
+        let oldest = cur.saturating_sub(span);
+        let mut merged = Merged {
+            hist: Self::new_hist(self.unit)?,
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            count_secs: 1.0,
+        };
+        for slot in &self.rings[r] {
+            if slot.count == 0 || slot.epoch < oldest || slot.epoch > cur {
+                continue;
+            }
+            if let Some(h) = &slot.hist {
+                // Same bounds on both sides, so `add` cannot fail.
+                let _ = merged.hist.add(h);
+            }
+            merged.count += slot.count;
+            merged.sum += slot.sum;
+            merged.min = merged.min.min(slot.min);
+            merged.max = merged.max.max(slot.max);
+        }
+        if merged.count == 0 {
+            return None;
+        }
+        let covered = (now - (oldest * slot_len) as f64).min(now - self.created);
+        merged.count_secs = covered.max(1.0);
+        Some(merged)
+    }
+}
+
+/// Slots merged over a window.
+#[derive(Debug)]
+struct Merged {
+    hist: Histogram<u32>,
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    count_secs: f64,
+}
+
+impl Merged {
+    fn quantile(&self, q: f64, unit: Unit) -> f64 {
+        let v = self.hist.value_at_quantile(q) as f64 / unit.scale();
+        // The histogram reports bucket edges; never beyond what was really seen.
+        v.clamp(self.min, self.max)
+    }
+
+    fn merge(&mut self, other: &Merged) {
+        let _ = self.hist.add(&other.hist);
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.count_secs = self.count_secs.max(other.count_secs);
+    }
+}
+
+/// The series table: pure data structure behind the actor, usable in tests.
+#[derive(Debug)]
+pub struct SeriesTable {
+    series: HashMap<SeriesKey, Series>,
+    max_series: usize,
+    rejected: u64,
+    ingested: u64,
+}
+
+impl SeriesTable {
+    /// An empty table holding at most `max_series` series.
+    pub fn new(max_series: usize) -> Self {
+        SeriesTable {
+            series: HashMap::new(),
+            max_series,
+            rejected: 0,
+            ingested: 0,
+        }
+    }
+
+    /// Record `values` into the series `key`, created if there is room. `now` is in Unix
+    /// seconds. Returns false when the series would exceed the cap (the values are counted).
+    pub fn record(&mut self, key: &SeriesKey, unit: Unit, values: &[f64], now: f64) -> bool {
+        if !self.series.contains_key(key) {
+            if self.series.len() >= self.max_series {
+                self.rejected += values.len() as u64;
+                return false;
+            }
+            self.series.insert(key.clone(), Series::new(unit, now));
+        }
+        if let Some(series) = self.series.get_mut(key) {
+            for &v in values {
+                series.record(v, now);
+            }
+            self.ingested += values.len() as u64;
+        }
+        true
+    }
+
+    /// Statistics of the matching series over `window`.
+    pub fn query(
+        &self,
+        window: Window,
+        name: Option<&str>,
+        route: Option<&str>,
+        now: f64,
+    ) -> Vec<SeriesStats> {
+        let mut out: Vec<SeriesStats> = self
+            .series
+            .iter()
+            .filter(|(k, _)| name.is_none_or(|n| k.name == n))
+            .filter(|(k, _)| route.is_none_or(|r| k.tag("route") == Some(r)))
+            .filter_map(|(k, s)| {
+                let m = s.window(window, now)?;
+                Some(SeriesStats {
+                    name: k.name.clone(),
+                    tags: k
+                        .tags
+                        .iter()
+                        .map(|(a, b)| (a.clone(), serde_json::Value::String(b.clone())))
+                        .collect(),
+                    unit: s.unit,
+                    window,
+                    count: m.count,
+                    rate: m.count as f64 / m.count_secs,
+                    mean: m.sum / m.count as f64,
+                    min: m.min,
+                    max: m.max,
+                    p50: m.quantile(0.50, s.unit),
+                    p95: m.quantile(0.95, s.unit),
+                    p99: m.quantile(0.99, s.unit),
+                    last: s.last,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| b.count.cmp(&a.count)));
+        out
+    }
+
+    /// Per-route request statistics over `window`, merged across status classes, busiest first.
+    pub fn routes(&self, window: Window, now: f64) -> Vec<RouteStats> {
+        struct Acc {
+            merged: Merged,
+            client_errors: u64,
+            errors: u64,
+        }
+        let mut by_route: HashMap<(&str, &str), Acc> = HashMap::new();
+        for (k, s) in &self.series {
+            if k.name != API_RESPONSE_TIME {
+                continue;
+            }
+            let (Some(method), Some(route)) = (k.tag("method"), k.tag("route")) else {
+                continue;
+            };
+            let Some(m) = s.window(window, now) else {
+                continue;
+            };
+            let class = k.tag("status_class").unwrap_or("");
+            let (client, server) = match class {
+                "4xx" => (m.count, 0),
+                "5xx" => (0, m.count),
+                _ => (0, 0),
+            };
+            match by_route.get_mut(&(method, route)) {
+                Some(acc) => {
+                    acc.merged.merge(&m);
+                    acc.client_errors += client;
+                    acc.errors += server;
+                }
+                None => {
+                    by_route.insert(
+                        (method, route),
+                        Acc {
+                            merged: m,
+                            client_errors: client,
+                            errors: server,
+                        },
+                    );
+                }
+            }
+        }
+        let mut out: Vec<RouteStats> = by_route
+            .into_iter()
+            .map(|((method, route), acc)| {
+                let m = &acc.merged;
+                RouteStats {
+                    method: method.to_owned(),
+                    route: route.to_owned(),
+                    window,
+                    count: m.count,
+                    rate: m.count as f64 / m.count_secs,
+                    mean_ms: m.sum / m.count as f64,
+                    max_ms: m.max,
+                    p50_ms: m.quantile(0.50, Unit::Ms),
+                    p95_ms: m.quantile(0.95, Unit::Ms),
+                    p99_ms: m.quantile(0.99, Unit::Ms),
+                    client_errors: acc.client_errors,
+                    errors: acc.errors,
+                    error_rate: acc.errors as f64 * 100.0 / m.count as f64,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.route.cmp(&b.route)));
+        out
+    }
+
+    /// Drop series with no sample newer than the longest window.
+    pub fn sweep(&mut self, now: f64) {
+        let horizon = Window::H1.secs() as f64 + RINGS[2].0 as f64;
+        self.series.retain(|_, s| now - s.last_at <= horizon);
+    }
+
+    /// How full the table is.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            series: self.series.len(),
+            max_series: self.max_series,
+            rejected_samples: self.rejected,
+            ingested_samples: self.ingested,
+        }
+    }
+}
+
+/// The status class label of a class number.
+pub fn status_class_label(class: u8) -> &'static str {
+    match class {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// The actor owning the [`SeriesTable`] and the latest health report.
+pub struct MetricsStore {
+    table: SeriesTable,
+    health: HealthReport,
+    max_series: usize,
+}
+
+impl MetricsStore {
+    /// A store holding at most `max_series` series.
+    pub fn new(max_series: usize) -> Self {
+        MetricsStore {
+            table: SeriesTable::new(max_series),
+            health: HealthReport::unknown(),
+            max_series,
+        }
+    }
+}
+
+impl Actor for MetricsStore {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(Duration::from_secs(60), |act, _| {
+            act.table.sweep(now_secs())
+        });
+    }
+}
+
+impl Supervised for MetricsStore {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        *self = MetricsStore::new(self.max_series);
+    }
+}
+
+impl Handler<IngestApi> for MetricsStore {
+    type Result = ();
+
+    fn handle(&mut self, msg: IngestApi, _: &mut Self::Context) {
+        let now = now_secs();
+        let mut values = Vec::new();
+        for (key, micros) in msg.samples {
+            let route = if key.route.is_empty() {
+                UNMATCHED_ROUTE.to_owned()
+            } else {
+                key.route
+            };
+            let series = SeriesKey::new(
+                API_RESPONSE_TIME,
+                vec![
+                    ("method".to_owned(), key.method.as_str().to_owned()),
+                    ("route".to_owned(), route),
+                    (
+                        "status_class".to_owned(),
+                        status_class_label(key.status_class).to_owned(),
+                    ),
+                ],
+            );
+            values.clear();
+            values.extend(micros.iter().map(|&us| us as f64 / 1_000.0));
+            self.table.record(&series, Unit::Ms, &values, now);
+        }
+    }
+}
+
+impl Handler<RecordGauges> for MetricsStore {
+    type Result = ();
+
+    fn handle(&mut self, msg: RecordGauges, _: &mut Self::Context) {
+        let now = now_secs();
+        for g in msg.0 {
+            self.table.record(&g.key, g.unit, &[g.value], now);
+        }
+    }
+}
+
+impl Handler<RecordHealth> for MetricsStore {
+    type Result = ();
+
+    fn handle(&mut self, msg: RecordHealth, _: &mut Self::Context) {
+        self.health = msg.0;
+    }
+}
+
+impl Handler<GetHealth> for MetricsStore {
+    type Result = MessageResult<GetHealth>;
+
+    fn handle(&mut self, _: GetHealth, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.health.clone())
+    }
+}
+
+impl Handler<QueryMetrics> for MetricsStore {
+    type Result = MessageResult<QueryMetrics>;
+
+    fn handle(&mut self, q: QueryMetrics, _: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.table
+                .query(q.window, q.name.as_deref(), q.route.as_deref(), now_secs()),
+        )
+    }
+}
+
+impl Handler<GetRouteStats> for MetricsStore {
+    type Result = MessageResult<GetRouteStats>;
+
+    fn handle(&mut self, q: GetRouteStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.table.routes(q.0, now_secs()))
+    }
+}
+
+impl Handler<GetStoreStats> for MetricsStore {
+    type Result = StoreStats;
+
+    fn handle(&mut self, _: GetStoreStats, _: &mut Self::Context) -> StoreStats {
+        self.table.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> SeriesKey {
+        SeriesKey::new(name, vec![("route".into(), "/users/{id}".into())])
+    }
+
+    #[test]
+    fn percentiles_match_a_known_uniform_distribution() {
+        let mut t = SeriesTable::new(10);
+        let now = 1_000_000.0;
+        let values: Vec<f64> = (1..=1000).map(f64::from).collect();
+        assert!(t.record(&key("lat"), Unit::Ms, &values, now));
+        for window in Window::ALL {
+            let s = &t.query(window, Some("lat"), None, now + 1.0)[0];
+            assert_eq!(s.count, 1000);
+            assert_eq!(s.min, 1.0);
+            assert_eq!(s.max, 1000.0);
+            assert!((s.mean - 500.5).abs() < 1e-9);
+            // HDR with 2 significant digits: within 1 % of the exact rank value.
+            for (got, want) in [(s.p50, 500.0), (s.p95, 950.0), (s.p99, 990.0)] {
+                assert!((got - want).abs() / want < 0.01, "{got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn windows_forget_old_samples() {
+        let mut t = SeriesTable::new(10);
+        let start = 1_000_000.0;
+        t.record(&key("lat"), Unit::Ms, &[100.0], start);
+        t.record(&key("lat"), Unit::Ms, &[200.0], start + 120.0);
+        let now = start + 121.0;
+        let m1 = &t.query(Window::M1, None, None, now)[0];
+        assert_eq!(m1.count, 1);
+        assert_eq!(m1.max, 200.0);
+        let m5 = &t.query(Window::M5, None, None, now)[0];
+        assert_eq!(m5.count, 2);
+        // Nothing in the last hour and a bit: the sweep drops the series.
+        t.sweep(start + 120.0 + 3_600.0 + 301.0);
+        assert_eq!(t.stats().series, 0);
+    }
+
+    #[test]
+    fn series_beyond_the_cap_are_counted_not_stored() {
+        let mut t = SeriesTable::new(2);
+        assert!(t.record(&key("a"), Unit::Ms, &[1.0], 10.0));
+        assert!(t.record(&key("b"), Unit::Ms, &[1.0], 10.0));
+        assert!(!t.record(&key("c"), Unit::Ms, &[1.0, 2.0], 10.0));
+        assert!(t.record(&key("a"), Unit::Ms, &[3.0], 10.0));
+        let s = t.stats();
+        assert_eq!(
+            (s.series, s.rejected_samples, s.ingested_samples),
+            (2, 2, 3)
+        );
+    }
+
+    #[test]
+    fn route_stats_merge_status_classes_and_count_only_5xx_as_errors() {
+        let mut t = SeriesTable::new(10);
+        let k = |class: &str| {
+            SeriesKey::new(
+                API_RESPONSE_TIME,
+                vec![
+                    ("method".into(), "GET".into()),
+                    ("route".into(), "/x".into()),
+                    ("status_class".into(), class.into()),
+                ],
+            )
+        };
+        t.record(&k("2xx"), Unit::Ms, &[10.0; 90], 100.0);
+        t.record(&k("4xx"), Unit::Ms, &[10.0; 5], 100.0);
+        t.record(&k("5xx"), Unit::Ms, &[30.0; 5], 100.0);
+        let r = &t.routes(Window::M1, 101.0)[0];
+        assert_eq!((r.count, r.client_errors, r.errors), (100, 5, 5));
+        assert!((r.error_rate - 5.0).abs() < 1e-9);
+        assert_eq!(r.max_ms, 30.0);
+    }
+}

@@ -1,0 +1,8 @@
+//! Actix actors: the infrastructure actors (event bus, metrics store), the agent harness that
+//! supervises every agent, and the system supervisor that owns the agent registry.
+
+pub mod agent;
+pub mod event_bus;
+pub mod harness;
+pub mod metrics_store;
+pub mod supervisor;

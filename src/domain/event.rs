@@ -1,0 +1,193 @@
+//! Events: a typed payload inside the original's envelope (`id`, `channel`, `timestamp`,
+//! `source`, `data`). The channel is derived from the payload, so a payload cannot be
+//! published on the wrong channel.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::agent::AgentState;
+use super::health::Overall;
+
+/// The original's channel names, plus `agent-failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Channel {
+    Alert,
+    Metric,
+    HealthCheck,
+    Diagnosis,
+    Evidence,
+    RepairRequest,
+    RepairComplete,
+    Rollback,
+    PatternLearned,
+    PlaybookUpdate,
+    Prediction,
+    ProactiveAction,
+    ThreatDetected,
+    Mitigation,
+    Optimization,
+    PerformanceReport,
+    AgentStarted,
+    AgentStopped,
+    AgentError,
+    AgentFailed,
+    SystemStatus,
+}
+
+impl Channel {
+    /// Every channel, in catalogue order.
+    pub const ALL: [Channel; 21] = [
+        Channel::Alert,
+        Channel::Metric,
+        Channel::HealthCheck,
+        Channel::Diagnosis,
+        Channel::Evidence,
+        Channel::RepairRequest,
+        Channel::RepairComplete,
+        Channel::Rollback,
+        Channel::PatternLearned,
+        Channel::PlaybookUpdate,
+        Channel::Prediction,
+        Channel::ProactiveAction,
+        Channel::ThreatDetected,
+        Channel::Mitigation,
+        Channel::Optimization,
+        Channel::PerformanceReport,
+        Channel::AgentStarted,
+        Channel::AgentStopped,
+        Channel::AgentError,
+        Channel::AgentFailed,
+        Channel::SystemStatus,
+    ];
+
+    /// The wire name, e.g. `agent-started`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Alert => "alert",
+            Channel::Metric => "metric",
+            Channel::HealthCheck => "health-check",
+            Channel::Diagnosis => "diagnosis",
+            Channel::Evidence => "evidence",
+            Channel::RepairRequest => "repair-request",
+            Channel::RepairComplete => "repair-complete",
+            Channel::Rollback => "rollback",
+            Channel::PatternLearned => "pattern-learned",
+            Channel::PlaybookUpdate => "playbook-update",
+            Channel::Prediction => "prediction",
+            Channel::ProactiveAction => "proactive-action",
+            Channel::ThreatDetected => "threat-detected",
+            Channel::Mitigation => "mitigation",
+            Channel::Optimization => "optimization",
+            Channel::PerformanceReport => "performance-report",
+            Channel::AgentStarted => "agent-started",
+            Channel::AgentStopped => "agent-stopped",
+            Channel::AgentError => "agent-error",
+            Channel::AgentFailed => "agent-failed",
+            Channel::SystemStatus => "system-status",
+        }
+    }
+
+    /// Parse a wire name (exact, lower case).
+    pub fn parse(name: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
+/// What happened. Serialised as the envelope's `data`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Payload {
+    /// A traced request was slower than the tracer's threshold (channel `metric`).
+    SlowRequest {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        trace: SlowTrace,
+    },
+    /// The Monitor's overall verdict changed (channel `health-check`).
+    HealthChanged { previous: Overall, overall: Overall },
+    /// An agent (re)started (channel `agent-started`).
+    AgentStarted { agent: String, restarts: u32 },
+    /// An agent was stopped (channel `agent-stopped`).
+    AgentStopped { agent: String },
+    /// An agent's code panicked; it is being restarted (channel `agent-error`).
+    AgentError {
+        agent: String,
+        error: String,
+        restarts: u32,
+        next_state: AgentState,
+    },
+    /// An agent exceeded its restart intensity (channel `agent-failed`).
+    AgentFailed {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        agent: String,
+        error: String,
+        restarts: u32,
+        window_ms: u64,
+    },
+    /// The system started or is stopping (channel `system-status`).
+    SystemStatus {
+        status: &'static str,
+        agents: Vec<String>,
+        start_time: DateTime<Utc>,
+    },
+}
+
+/// The trace summary carried by a slow-request event.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlowTrace {
+    pub trace_id: String,
+    pub method: String,
+    /// The matched route pattern, never the raw path.
+    pub route: String,
+    pub status: u16,
+    pub duration_ms: f64,
+}
+
+impl Payload {
+    /// The channel this payload belongs on.
+    pub fn channel(&self) -> Channel {
+        match self {
+            Payload::SlowRequest { .. } => Channel::Metric,
+            Payload::HealthChanged { .. } => Channel::HealthCheck,
+            Payload::AgentStarted { .. } => Channel::AgentStarted,
+            Payload::AgentStopped { .. } => Channel::AgentStopped,
+            Payload::AgentError { .. } => Channel::AgentError,
+            Payload::AgentFailed { .. } => Channel::AgentFailed,
+            Payload::SystemStatus { .. } => Channel::SystemStatus,
+        }
+    }
+
+    /// A slow-request payload.
+    pub fn slow_request(trace: SlowTrace) -> Self {
+        Payload::SlowRequest {
+            kind: "SLOW_REQUEST",
+            trace,
+        }
+    }
+}
+
+/// The envelope every subscriber and `/events` sees.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub id: Uuid,
+    pub channel: Channel,
+    pub timestamp: DateTime<Utc>,
+    pub source: String,
+    pub data: Payload,
+}
+
+impl Event {
+    /// Wrap `data` from `source`, stamped now.
+    pub fn new(source: impl Into<String>, data: Payload) -> Self {
+        Event {
+            id: Uuid::new_v4(),
+            channel: data.channel(),
+            timestamp: Utc::now(),
+            source: source.into(),
+            data,
+        }
+    }
+}

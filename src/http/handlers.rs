@@ -1,0 +1,290 @@
+//! Handlers of the system API, in route-table order. Each validates its input, asks the actors
+//! through the typed handles in [`SelfHeal`], and answers with the envelope.
+
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::actors::event_bus::{GetBusStats, GetHistory};
+use crate::actors::metrics_store::{GetHealth, GetRouteStats, GetStoreStats, QueryMetrics};
+use crate::actors::supervisor::{AgentLookupError, ListAgents, RestartAgent};
+use crate::domain::agent::{AgentState, AgentStatus};
+use crate::domain::event::Channel;
+use crate::domain::health::{HealthReport, Overall};
+use crate::domain::metric::{Window, API_RESPONSE_TIME};
+use crate::http::error::{ok, ApiError};
+use crate::system::SelfHeal;
+
+type Sh = web::Data<SelfHeal>;
+
+/// `GET /health`: liveness for load balancers. Touches no actor and no dependency.
+pub async fn liveness() -> HttpResponse {
+    ok(json!({ "status": "ok" }))
+}
+
+/// Unknown route under `/api/v1/system`.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("no such route".to_owned()))
+}
+
+/// The verdict the system reports: the Monitor's, unless it is stale or missing, and never
+/// better than `degraded` while an agent has failed.
+fn system_overall(sh: &SelfHeal, report: &HealthReport, agents: &[AgentStatus]) -> (Overall, bool) {
+    let interval = Duration::from_millis(sh.settings.intervals.monitor_ms);
+    let max_age = (interval * 3).max(Duration::from_secs(15));
+    let age = (Utc::now() - report.last_update)
+        .to_std()
+        .unwrap_or_default();
+    let stale = report.overall != Overall::Unknown && age > max_age;
+    let mut overall = if stale {
+        Overall::Unknown
+    } else {
+        report.overall
+    };
+    if agents.iter().any(|a| a.state == AgentState::Failed) && overall < Overall::Degraded {
+        overall = Overall::Degraded;
+    }
+    (overall, stale)
+}
+
+fn system_block(sh: &SelfHeal) -> serde_json::Value {
+    json!({
+        "status": "running",
+        "uptime": sh.uptime().as_millis() as u64,
+        "started_at": sh.started_at(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "self_healing": sh.settings.enable_self_healing,
+    })
+}
+
+fn agent_map(agents: &[AgentStatus]) -> serde_json::Map<String, serde_json::Value> {
+    agents
+        .iter()
+        .map(|a| {
+            (
+                a.name.clone(),
+                serde_json::to_value(a).unwrap_or(serde_json::Value::Null),
+            )
+        })
+        .collect()
+}
+
+/// `GET /api/v1/system/health`.
+pub async fn health(sh: Sh) -> Result<HttpResponse, ApiError> {
+    let report = sh.metrics.send(GetHealth).await?;
+    let agents = sh.supervisor.send(ListAgents).await?;
+    let (overall, stale) = system_overall(&sh, &report, &agents);
+    let summary: serde_json::Map<_, _> = agents
+        .iter()
+        .map(|a| {
+            (
+                a.name.clone(),
+                json!({"state": a.state, "running": a.running, "enabled": a.enabled, "restarts": a.restarts}),
+            )
+        })
+        .collect();
+    Ok(ok(json!({
+        "system": system_block(&sh),
+        "overall": overall,
+        "stale": stale,
+        "agents": summary,
+        "health": report,
+    })))
+}
+
+/// `GET /api/v1/system/health/detailed`.
+pub async fn health_detailed(sh: Sh) -> Result<HttpResponse, ApiError> {
+    let report = sh.metrics.send(GetHealth).await?;
+    let agents = sh.supervisor.send(ListAgents).await?;
+    let (overall, stale) = system_overall(&sh, &report, &agents);
+    let gauges = gauge_series(&sh, Window::M5).await?;
+    let routes = sh.metrics.send(GetRouteStats(Window::M5)).await?;
+    let store = sh.metrics.send(GetStoreStats).await?;
+    let bus = sh.bus.send(GetBusStats).await?;
+    let (traces, _) = sh.in_flight.snapshot(0);
+    Ok(ok(json!({
+        "timestamp": Utc::now(),
+        "overall": overall,
+        "stale": stale,
+        "components": report.checks,
+        "last_update": report.last_update,
+        "metrics": gauges,
+        "routes": routes,
+        "traces": traces,
+        "agents": agent_map(&agents),
+        "store": store,
+        "events": bus,
+    })))
+}
+
+async fn gauge_series(
+    sh: &SelfHeal,
+    window: Window,
+) -> Result<Vec<crate::domain::metric::SeriesStats>, ApiError> {
+    let all = sh
+        .metrics
+        .send(QueryMetrics {
+            window,
+            name: None,
+            route: None,
+        })
+        .await?;
+    Ok(all
+        .into_iter()
+        .filter(|s| s.name != API_RESPONSE_TIME)
+        .collect())
+}
+
+/// `GET /api/v1/system/dashboard`.
+pub async fn dashboard(sh: Sh) -> Result<HttpResponse, ApiError> {
+    let report = sh.metrics.send(GetHealth).await?;
+    let agents = sh.supervisor.send(ListAgents).await?;
+    let (overall, stale) = system_overall(&sh, &report, &agents);
+    let gauges = gauge_series(&sh, Window::M5).await?;
+    let mut routes = sh.metrics.send(GetRouteStats(Window::M5)).await?;
+    routes.truncate(10);
+    let events = sh
+        .bus
+        .send(GetHistory {
+            channel: None,
+            limit: 20,
+        })
+        .await?;
+    let (traces, _) = sh.in_flight.snapshot(0);
+    Ok(ok(json!({
+        "timestamp": Utc::now(),
+        "system": system_block(&sh),
+        "health": {
+            "overall": overall,
+            "stale": stale,
+            "unhealthy_count": report.unhealthy_count,
+            "last_update": report.last_update,
+        },
+        "metrics": gauges,
+        "routes": routes,
+        "traces": traces,
+        "agents": agent_map(&agents),
+        "recent_events": events,
+    })))
+}
+
+/// `GET /api/v1/system/agents`.
+pub async fn list_agents(sh: Sh) -> Result<HttpResponse, ApiError> {
+    let agents = sh.supervisor.send(ListAgents).await?;
+    Ok(ok(json!({
+        "system_running": true,
+        "uptime": sh.uptime().as_millis() as u64,
+        "agents": agent_map(&agents),
+    })))
+}
+
+/// `POST /api/v1/system/agents/{name}/restart` (name case-insensitive).
+pub async fn restart_agent(sh: Sh, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let status = sh
+        .supervisor
+        .send(RestartAgent(name.into_inner()))
+        .await?
+        .map_err(|e| match e {
+            AgentLookupError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            AgentLookupError::Disabled(_) => ApiError::Conflict(e.to_string()),
+            AgentLookupError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
+        })?;
+    Ok(HttpResponse::Ok().json(json!({
+        "success": true,
+        "message": format!("Agent {} restarted successfully", status.name),
+        "data": status,
+    })))
+}
+
+/// Query of `/metrics`.
+#[derive(Debug, Deserialize)]
+pub struct MetricsQuery {
+    name: Option<String>,
+    route: Option<String>,
+    window: Option<String>,
+}
+
+fn parse_window(raw: Option<&str>) -> Result<Window, ApiError> {
+    match raw {
+        None => Ok(Window::M5),
+        Some(w) => Window::parse(w).ok_or_else(|| {
+            ApiError::BadRequest(format!("window must be one of 1m, 5m, 15m, 1h (got {w:?})"))
+        }),
+    }
+}
+
+fn parse_limit(raw: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match raw {
+        None => Ok(default),
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit must be a whole number from 1 to {max} (got {s:?})"
+                ))
+            }),
+    }
+}
+
+/// `GET /api/v1/system/metrics?name=&route=&window=`.
+pub async fn metrics(sh: Sh, q: web::Query<MetricsQuery>) -> Result<HttpResponse, ApiError> {
+    let window = parse_window(q.window.as_deref())?;
+    let series = sh
+        .metrics
+        .send(QueryMetrics {
+            window,
+            name: q.name.clone(),
+            route: q.route.clone(),
+        })
+        .await?;
+    let mut routes = sh.metrics.send(GetRouteStats(window)).await?;
+    if let Some(route) = &q.route {
+        routes.retain(|r| &r.route == route);
+    }
+    if q.name.as_deref().is_some_and(|n| n != API_RESPONSE_TIME) {
+        routes.clear();
+    }
+    let store = sh.metrics.send(GetStoreStats).await?;
+    Ok(ok(json!({
+        "window": window,
+        "routes": routes,
+        "series": series,
+        "store": store,
+    })))
+}
+
+/// Query of `/traces` and `/events`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<String>,
+    channel: Option<String>,
+}
+
+/// `GET /api/v1/system/traces?limit=`.
+pub async fn traces(sh: Sh, q: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+    let limit = parse_limit(q.limit.as_deref(), 50, 1000)?;
+    let (stats, active) = sh.in_flight.snapshot(limit);
+    Ok(ok(json!({ "stats": stats, "active": active })))
+}
+
+/// `GET /api/v1/system/events?channel=&limit=`.
+pub async fn events(sh: Sh, q: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+    let limit = parse_limit(q.limit.as_deref(), 50, 1000)?;
+    let channel = match q.channel.as_deref() {
+        None => None,
+        Some(c) => Some(Channel::parse(c).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown channel {c:?}; known: {}",
+                Channel::ALL.map(Channel::as_str).join(", ")
+            ))
+        })?),
+    };
+    let events = sh.bus.send(GetHistory { channel, limit }).await?;
+    let stats = sh.bus.send(GetBusStats).await?;
+    Ok(ok(json!({ "events": events, "stats": stats })))
+}

@@ -1,0 +1,5 @@
+//! The HTTP surface: one route table ([`routes`]), handlers by resource, one error type.
+
+pub mod error;
+pub mod handlers;
+pub mod routes;

@@ -1,0 +1,50 @@
+//! selfheal: a self-healing layer for Rust web backends, built on Actix.
+//!
+//! It traces every request, watches the host, the process and the API, and runs its agents as
+//! supervised actors that survive their own panics. Run it as the server
+//! (`cargo run --release`) or embed it in an actix-web app:
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer};
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let settings = selfheal::Settings::from_env().map_err(std::io::Error::other)?;
+//!     let sh = selfheal::SelfHeal::start(settings).await.map_err(std::io::Error::other)?;
+//!     let app_sh = sh.clone();
+//!     HttpServer::new(move || {
+//!         App::new()
+//!             .wrap(app_sh.tracer())
+//!             .configure(app_sh.routes())
+//!             // … the host app's own routes …
+//!     })
+//!     .bind(("127.0.0.1", 8080))?
+//!     .run()
+//!     .await?;
+//!     sh.shutdown().await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Layout
+//! - [`config`]: `Settings` from the environment; every knob, all errors at once.
+//! - [`domain`]: plain types (events, health, agent status, metric keys).
+//! - [`actors`]: `EventBus`, `MetricsStore`, the agent harness (`AgentActor`) that turns
+//!   panics into supervised restarts, and the `SystemSupervisor` with its registry.
+//! - [`agents`]: the agents (`MonitorAgent`) and the registration list.
+//! - [`middleware`]: the request tracer and the admin token check.
+//! - [`http`]: the route table, handlers, and the one error type.
+//! - [`system`]: `SelfHeal`, the running system and its handles.
+//! - [`startup`]: `Application`, the standalone server (used by the binary and the tests).
+
+pub mod actors;
+pub mod agents;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod middleware;
+pub mod startup;
+pub mod system;
+
+pub use config::Settings;
+pub use system::SelfHeal;

@@ -1,0 +1,131 @@
+//! `Application`: the standalone server. Binds a `TcpListener` (port 0 in tests), starts the
+//! system, and serves the tracer-wrapped system routes.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer};
+
+use crate::config::Settings;
+use crate::system::{SelfHeal, StartError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+/// The server and the system it serves.
+pub struct Application {
+    port: u16,
+    server: Server,
+    selfheal: SelfHeal,
+}
+
+impl Application {
+    /// Start the system and bind the HTTP server (not yet serving: see `run_until_stopped`).
+    pub async fn build(settings: Settings) -> Result<Self, BuildError> {
+        let addr = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&addr).map_err(|source| BuildError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| BuildError::Bind {
+                addr: addr.clone(),
+                source,
+            })?
+            .port();
+        let workers = settings.server.workers;
+        let selfheal = SelfHeal::start(settings).await?;
+        let sh = selfheal.clone();
+        let mut server =
+            HttpServer::new(move || App::new().wrap(sh.tracer()).configure(sh.routes()));
+        if workers > 0 {
+            server = server.workers(workers);
+        }
+        // We handle SIGINT/SIGTERM ourselves: actix-server's own handler stops the whole actix
+        // System once HTTP has drained, which would kill the agents before they stop in order.
+        let server = server
+            .disable_signals()
+            .listen(listener)
+            .map_err(|source| BuildError::Bind { addr, source })?
+            .run();
+        log::info!("listening on port {port}");
+        Ok(Application {
+            port,
+            server,
+            selfheal,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The running system's handles.
+    pub fn selfheal(&self) -> &SelfHeal {
+        &self.selfheal
+    }
+
+    /// A handle to stop the HTTP server.
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serve until SIGINT/SIGTERM (or a stop through the server handle): the HTTP server drains
+    /// first, then the agents stop in reverse start order.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        actix_web::rt::spawn(async move {
+            let signal = wait_for_signal().await;
+            log::info!("{signal} received: draining HTTP, then stopping the agents");
+            handle.stop(true).await;
+        });
+        let result = self.server.await;
+        self.selfheal.shutdown().await;
+        result
+    }
+}
+
+/// The first of SIGINT or SIGTERM.
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use actix_web::rt::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio_select(actix_web::rt::signal::ctrl_c(), term.recv()).await,
+            Err(e) => {
+                log::warn!("cannot listen for SIGTERM ({e}); only SIGINT stops the server");
+                let _ = actix_web::rt::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = actix_web::rt::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
+
+#[cfg(unix)]
+async fn tokio_select<A, B, T, U>(int: A, term: B) -> &'static str
+where
+    A: std::future::Future<Output = T>,
+    B: std::future::Future<Output = U>,
+{
+    use futures_util::future::{select, Either};
+    match select(std::pin::pin!(int), std::pin::pin!(term)).await {
+        Either::Left(_) => "SIGINT",
+        Either::Right(_) => "SIGTERM",
+    }
+}
