@@ -51,8 +51,7 @@ impl Application {
         if workers > 0 {
             server = server.workers(workers);
         }
-        // We handle SIGINT/SIGTERM ourselves: actix-server's own handler stops the whole actix
-        // System once HTTP has drained, which would kill the agents before they stop in order.
+        // Signals are handled by `serve`, which stops the agents in order after HTTP drains.
         let server = server
             .disable_signals()
             .listen(listener)
@@ -81,19 +80,26 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serve until SIGINT/SIGTERM (or a stop through the server handle): the HTTP server drains
-    /// first, then the agents stop in reverse start order.
+    /// Serve until SIGINT/SIGTERM (or a stop through the server handle); see [`serve`].
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let handle = self.server.handle();
-        actix_web::rt::spawn(async move {
-            let signal = wait_for_signal().await;
-            log::info!("{signal} received: draining HTTP, then stopping the agents");
-            handle.stop(true).await;
-        });
-        let result = self.server.await;
-        self.selfheal.shutdown().await;
-        result
+        serve(self.server, self.selfheal).await
     }
+}
+
+/// Run `server` until SIGINT/SIGTERM or a stop through its handle: HTTP drains first (in-flight
+/// requests finish), then the agents stop in reverse start order. Build the server with
+/// `.disable_signals()`: actix-server's own handler stops the whole actix `System` once HTTP
+/// has drained, which would kill the agents before they stop in order.
+pub async fn serve(server: Server, selfheal: SelfHeal) -> std::io::Result<()> {
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        let signal = wait_for_signal().await;
+        log::info!("{signal} received: draining HTTP, then stopping the agents");
+        handle.stop(true).await;
+    });
+    let result = server.await;
+    selfheal.shutdown().await;
+    result
 }
 
 /// The first of SIGINT or SIGTERM.

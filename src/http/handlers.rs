@@ -30,6 +30,11 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("no such route".to_owned()))
 }
 
+/// A known route asked with the wrong method.
+pub async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
 /// The verdict the system reports: the Monitor's, unless it is stale or missing, and never
 /// better than `degraded` while an agent has failed.
 fn system_overall(sh: &SelfHeal, report: &HealthReport, agents: &[AgentStatus]) -> (Overall, bool) {

@@ -43,14 +43,20 @@ pub fn configure(sh: SelfHeal) -> impl FnOnce(&mut web::ServiceConfig) {
                             .into()
                         }),
                 )
-                .route("/health", web::get().to(h::health))
-                .route("/health/detailed", web::get().to(h::health_detailed))
-                .route("/dashboard", web::get().to(h::dashboard))
-                .route("/agents", web::get().to(h::list_agents))
-                .route("/agents/{name}/restart", web::post().to(h::restart_agent))
-                .route("/metrics", web::get().to(h::metrics))
-                .route("/traces", web::get().to(h::traces))
-                .route("/events", web::get().to(h::events))
+                .service(resource("/health", web::get().to(h::health)))
+                .service(resource(
+                    "/health/detailed",
+                    web::get().to(h::health_detailed),
+                ))
+                .service(resource("/dashboard", web::get().to(h::dashboard)))
+                .service(resource("/agents", web::get().to(h::list_agents)))
+                .service(resource(
+                    "/agents/{name}/restart",
+                    web::post().to(h::restart_agent),
+                ))
+                .service(resource("/metrics", web::get().to(h::metrics)))
+                .service(resource("/traces", web::get().to(h::traces)))
+                .service(resource("/events", web::get().to(h::events)))
                 .default_service(web::to(h::not_found))
                 // Inner: framework errors without a JSON body (405, …) get the envelope.
                 .wrap(ErrorHandlers::new().default_handler(json_envelope))
@@ -60,6 +66,13 @@ pub fn configure(sh: SelfHeal) -> impl FnOnce(&mut web::ServiceConfig) {
                 })),
         );
     }
+}
+
+/// A resource answering `route`, and 405 (not the scope's 404) to any other method.
+fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(h::method_not_allowed))
 }
 
 /// Give error responses that have no JSON body the standard envelope.
