@@ -21,6 +21,8 @@ pub enum AgentLookupError {
     NotFound(String),
     #[error("agent {0} is disabled by configuration")]
     Disabled(String),
+    #[error("agent {0} has been stopped: the system is shutting down")]
+    Stopped(String),
     #[error("agent {0} is not answering")]
     Unavailable(String),
 }
@@ -38,6 +40,8 @@ struct Running {
 struct Entry {
     name: &'static str,
     running: Option<Running>,
+    /// The agent's last status, kept once it has been stopped for good.
+    stopped: Option<AgentStatus>,
 }
 
 type Starter = Box<dyn FnOnce(&AgentContext) -> Entry>;
@@ -66,6 +70,7 @@ fn start_agent<A: Agent>(cx: &AgentContext) -> Entry {
         return Entry {
             name: A::NAME,
             running: None,
+            stopped: None,
         };
     }
     let arbiter = match Arbiter::try_new() {
@@ -98,6 +103,7 @@ fn start_agent<A: Agent>(cx: &AgentContext) -> Entry {
             inject: addr.recipient(),
             arbiter,
         }),
+        stopped: None,
     }
 }
 
@@ -152,6 +158,9 @@ impl SystemSupervisor {
             .iter()
             .find(|e| e.name.eq_ignore_ascii_case(name))
             .ok_or_else(|| AgentLookupError::NotFound(name.to_owned()))?;
+        if entry.stopped.is_some() {
+            return Err(AgentLookupError::Stopped(entry.name.to_owned()));
+        }
         entry
             .running
             .as_ref()
@@ -179,13 +188,20 @@ impl Handler<ListAgents> for SystemSupervisor {
         let asks: Vec<_> = self
             .entries
             .iter()
-            .map(|e| (e.name, e.running.as_ref().map(|r| r.status.clone())))
+            .map(|e| {
+                (
+                    e.name,
+                    e.stopped.clone(),
+                    e.running.as_ref().map(|r| r.status.clone()),
+                )
+            })
             .collect();
         Box::pin(async move {
-            join_all(asks.into_iter().map(|(name, status)| async move {
-                match status {
-                    None => AgentStatus::disabled(name),
-                    Some(rec) => rec.send(GetStatus).await.unwrap_or_else(|_| {
+            join_all(asks.into_iter().map(|(name, stopped, status)| async move {
+                match (stopped, status) {
+                    (Some(last), _) => last,
+                    (None, None) => AgentStatus::disabled(name),
+                    (None, Some(rec)) => rec.send(GetStatus).await.unwrap_or_else(|_| {
                         let mut s = AgentStatus::disabled(name);
                         s.enabled = true;
                         s.state = AgentState::Failed;
@@ -239,22 +255,37 @@ impl Handler<InjectAgentPanic> for SystemSupervisor {
 }
 
 impl Handler<StopAll> for SystemSupervisor {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: StopAll, _: &mut Self::Context) -> Self::Result {
-        let running: Vec<(&'static str, Running)> = self
+        let running: Vec<(usize, Running)> = self
             .entries
             .iter()
+            .enumerate()
             .rev()
-            .filter_map(|e| e.running.clone().map(|r| (e.name, r)))
+            .filter(|(_, e)| e.stopped.is_none())
+            .filter_map(|(i, e)| e.running.clone().map(|r| (i, r)))
             .collect();
-        Box::pin(async move {
-            for (name, r) in running {
+        let stop = async move {
+            let mut last = Vec::new();
+            for (i, r) in running {
                 if r.stop.send(StopAgent).await.is_err() {
-                    log::warn!("agent {name} was already gone at shutdown");
+                    log::warn!("an agent was already gone at shutdown");
+                }
+                // Kept so that `/agents` still answers `stopped` once the arbiter is gone.
+                if let Ok(status) = r.status.send(GetStatus).await {
+                    last.push((i, status));
                 }
                 r.arbiter.stop();
             }
-        })
+            last
+        };
+        Box::pin(stop.into_actor(self).map(|last, act, _| {
+            for (i, status) in last {
+                if let Some(entry) = act.entries.get_mut(i) {
+                    entry.stopped = Some(status);
+                }
+            }
+        }))
     }
 }

@@ -194,7 +194,9 @@ pub async fn restart_agent(sh: Sh, name: web::Path<String>) -> Result<HttpRespon
         .await?
         .map_err(|e| match e {
             AgentLookupError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            AgentLookupError::Disabled(_) => ApiError::Conflict(e.to_string()),
+            AgentLookupError::Disabled(_) | AgentLookupError::Stopped(_) => {
+                ApiError::Conflict(e.to_string())
+            }
             AgentLookupError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
         })?;
     Ok(HttpResponse::Ok().json(json!({

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
@@ -54,16 +54,23 @@ impl AdminAuth {
 }
 
 /// The middleware function: `.wrap(from_fn(move |req, next| admin_guard(auth.clone(), req, next)))`.
-pub async fn admin_guard(
+///
+/// Refusals are answered as responses, not errors, so the middleware around this one (the
+/// tracer's trace headers, for one) still sees and decorates them.
+pub async fn admin_guard<B: MessageBody + 'static>(
     auth: AdminAuth,
     req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if !auth.allows(&req) {
-        return Err(ApiError::Unauthorized.into());
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let refusal = if !auth.allows(&req) {
+        Some(ApiError::Unauthorized)
+    } else if AdminAuth::declared_length(&req).is_some_and(|n| n > auth.max_body_bytes) {
+        Some(ApiError::PayloadTooLarge(auth.max_body_bytes))
+    } else {
+        None
+    };
+    match refusal {
+        Some(e) => Ok(req.error_response(e).map_into_right_body()),
+        None => Ok(next.call(req).await?.map_into_left_body()),
     }
-    if AdminAuth::declared_length(&req).is_some_and(|n| n > auth.max_body_bytes) {
-        return Err(ApiError::PayloadTooLarge(auth.max_body_bytes).into());
-    }
-    next.call(req).await
 }

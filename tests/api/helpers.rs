@@ -1,0 +1,348 @@
+//! The harness: a real app per test, bound to port 0, and an HTTP client to talk to it.
+//!
+//! Two kinds of app, both real uses of the library:
+//! - [`spawn_app`]: the standalone server (`selfheal::startup::Application`), which serves
+//!   `/health` and `/api/v1/system/*` only;
+//! - [`spawn_host_app`]: a host actix-web app that embeds selfheal the way the crate docs show
+//!   (`SelfHeal::start`, `.wrap(sh.tracer())`, `.configure(sh.routes())`) next to routes of its
+//!   own, for what only app routes can show: route patterns, slow and in-flight requests.
+//!
+//! Each app runs on an actix `System` of its own, on its own thread. Why: the agents run on
+//! arbiters of their own, which would outlive the test's `System` (and keep ticking for the rest
+//! of the run) unless that `System` is stopped; dropping a [`TestApp`] stops its `System`, which
+//! stops every arbiter it started, agents and HTTP workers alike. Actor handles work across
+//! `System`s, so tests still inject faults and query actors through [`TestApp::selfheal`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::{HeaderMap, CONTENT_TYPE};
+use actix_web::http::{Method, StatusCode};
+use actix_web::rt::System;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use serde_json::Value;
+
+use selfheal::startup::Application;
+use selfheal::{SelfHeal, Settings};
+
+/// How long a condition may take to hold before the test gives up on it.
+pub const DEADLINE: Duration = Duration::from_secs(5);
+/// How often a condition is re-checked.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// Fast values for the knobs that decide how long a test waits.
+const TEST_DEFAULTS: &[(&str, &str)] = &[
+    ("HOST", "127.0.0.1"),
+    ("PORT", "0"),
+    ("HTTP_WORKERS", "2"),
+    ("MONITOR_INTERVAL_MS", "100"),
+    ("AGENT_BACKOFF_INITIAL_MS", "10"),
+    ("AGENT_BACKOFF_MAX_MS", "100"),
+    ("TRACE_FLUSH_INTERVAL_MS", "20"),
+];
+
+/// Routes of the host app whose patterns have no parameter: one series each.
+pub const DISTINCT_ROUTES: usize = 6;
+
+/// A running app and a client for it. Dropping it stops the app.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    /// The admin token the system routes accept.
+    pub token: String,
+    pub client: awc::Client,
+    selfheal: SelfHeal,
+    system: System,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.system.stop();
+    }
+}
+
+/// An answer, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// The body as JSON; `Null` when it is not JSON.
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `data` of a success envelope; fails the test on anything else.
+    pub fn data(&self) -> &Value {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.text);
+        assert_eq!(self.body["success"], true, "{}", self.text);
+        &self.body["data"]
+    }
+}
+
+/// Settings as `Settings::from_env` would read them from `TEST_DEFAULTS`, a fresh admin
+/// token, and `overrides` (which win).
+pub fn test_settings(overrides: &[(&str, &str)]) -> Settings {
+    let token = format!("test-token-{}", uuid::Uuid::new_v4().simple());
+    let mut env: HashMap<String, String> = TEST_DEFAULTS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.insert("SYSTEM_ADMIN_TOKEN".to_owned(), token);
+    env.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    match Settings::from_lookup(|key| env.get(key).cloned()) {
+        Ok(settings) => settings,
+        Err(e) => panic!("test settings are invalid: {e}"),
+    }
+}
+
+/// The standalone server with `overrides` on top of the test defaults.
+pub async fn spawn_app(overrides: &[(&str, &str)]) -> TestApp {
+    let settings = test_settings(overrides);
+    start_in_own_system(move || async move {
+        let app = Application::build(settings)
+            .await
+            .expect("the application builds");
+        let port = app.port();
+        let selfheal = app.selfheal().clone();
+        actix_web::rt::spawn(app.run_until_stopped());
+        (port, selfheal)
+    })
+}
+
+/// A host app embedding selfheal, with `overrides` on top of the test defaults. Its own
+/// routes: `GET /users/{id}`, `GET /sleep/{ms}` (answers after `ms` milliseconds) and
+/// `GET /distinct/0` … `/distinct/5`.
+pub async fn spawn_host_app(overrides: &[(&str, &str)]) -> TestApp {
+    let settings = test_settings(overrides);
+    start_in_own_system(move || async move {
+        let workers = settings.server.workers.max(1);
+        let selfheal = SelfHeal::start(settings).await.expect("selfheal starts");
+        let sh = selfheal.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(sh.tracer())
+                .configure(sh.routes())
+                .route("/users/{id}", web::get().to(get_user))
+                .route("/sleep/{ms}", web::get().to(sleep_for))
+                .configure(|cfg| {
+                    for i in 0..DISTINCT_ROUTES {
+                        cfg.route(&format!("/distinct/{i}"), web::get().to(ok));
+                    }
+                })
+        })
+        .workers(workers)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .expect("the host app binds");
+        let port = server.addrs()[0].port();
+        actix_web::rt::spawn(server.run());
+        (port, selfheal)
+    })
+}
+
+async fn ok() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+async fn get_user(id: web::Path<u64>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "id": id.into_inner() }))
+}
+
+async fn sleep_for(ms: web::Path<u64>) -> HttpResponse {
+    actix_web::rt::time::sleep(Duration::from_millis(ms.into_inner())).await;
+    HttpResponse::Ok().finish()
+}
+
+/// Run `start` on a new thread inside a new actix `System`, which then keeps running until the
+/// returned app is dropped.
+fn start_in_own_system<F, Fut>(start: F) -> TestApp
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = (u16, SelfHeal)>,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runner = System::new();
+        let started = runner.block_on(start());
+        if tx.send((started, System::current())).is_ok() {
+            let _ = runner.run();
+        }
+    });
+    let ((port, selfheal), system) = rx.recv().expect("the app started");
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        token: selfheal.admin_token().to_owned(),
+        client: awc::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .finish(),
+        selfheal,
+        system,
+    }
+}
+
+impl TestApp {
+    /// The running system's handles, for fault injection and actor queries.
+    pub fn selfheal(&self) -> &SelfHeal {
+        &self.selfheal
+    }
+
+    /// `Authorization: Bearer <token>`.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    /// Send a request with `headers` and `body`, and read the whole answer.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut req = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.address));
+        for &(name, value) in headers {
+            req = req.insert_header((name, value));
+        }
+        let mut res = req
+            .send_body(body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let bytes = res
+            .body()
+            .limit(16 << 20)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: reading the body: {e}"));
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        Reply {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        }
+    }
+
+    /// `GET path` with the admin token.
+    pub async fn admin_get(&self, path: &str) -> Reply {
+        let auth = self.bearer();
+        self.call(Method::GET, path, &[("authorization", &auth)], Vec::new())
+            .await
+    }
+
+    /// `POST path` with the admin token and `body`.
+    pub async fn admin_post(&self, path: &str, body: Vec<u8>) -> Reply {
+        let auth = self.bearer();
+        self.call(Method::POST, path, &[("authorization", &auth)], body)
+            .await
+    }
+
+    /// `GET path` with extra `headers` and no token.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.call(Method::GET, path, headers, Vec::new()).await
+    }
+
+    /// Every agent's status from `GET /api/v1/system/agents`, by name.
+    pub async fn agents(&self) -> serde_json::Map<String, Value> {
+        let reply = self.admin_get("/api/v1/system/agents").await;
+        match &reply.data()["agents"] {
+            Value::Object(agents) => agents.clone(),
+            other => panic!("agents is not an object: {other}"),
+        }
+    }
+
+    /// One agent's status from `GET /api/v1/system/agents`.
+    pub async fn agent(&self, name: &str) -> Value {
+        self.agents()
+            .await
+            .remove(name)
+            .unwrap_or_else(|| panic!("no agent {name} in /agents"))
+    }
+
+    /// Wait until the agent has ticked at least once (its first report is in).
+    pub async fn wait_for_first_tick(&self, name: &str) {
+        let agent = eventually(|| self.agent(name), |a| a["ticks"].as_u64() > Some(0)).await;
+        assert!(
+            agent["ticks"].as_u64() > Some(0),
+            "{name} never ticked: {agent}"
+        );
+    }
+
+    /// Events of `channel` from `GET /api/v1/system/events`, oldest first.
+    pub async fn events(&self, channel: &str) -> Vec<Value> {
+        let reply = self
+            .admin_get(&format!(
+                "/api/v1/system/events?channel={channel}&limit=1000"
+            ))
+            .await;
+        match &reply.data()["events"] {
+            Value::Array(events) => events.clone(),
+            other => panic!("events is not an array: {other}"),
+        }
+    }
+}
+
+/// Probe until `done` holds or [`DEADLINE`] passes; returns the last value probed, for the
+/// caller to assert on.
+pub async fn eventually<T, Fut>(mut probe: impl FnMut() -> Fut, done: impl Fn(&T) -> bool) -> T
+where
+    Fut: Future<Output = T>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let value = probe().await;
+        if done(&value) || Instant::now() >= deadline {
+            return value;
+        }
+        actix_web::rt::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// The reply is the JSON error envelope with `status` and `code`, and nothing internal.
+pub fn assert_error(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(reply.status.as_u16(), status, "{}", reply.text);
+    let content_type = reply
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    assert!(
+        content_type.is_some_and(|t| t.starts_with("application/json")),
+        "content type {content_type:?}: {}",
+        reply.text
+    );
+    assert_eq!(reply.body["success"], false, "{}", reply.text);
+    assert_eq!(reply.body["error"]["code"], code, "{}", reply.text);
+    let message = reply.body["error"]["message"].as_str().unwrap_or("");
+    assert!(!message.is_empty(), "no message: {}", reply.text);
+    for internal in ["panicked", "backtrace", "src/", ".rs:"] {
+        assert!(
+            !reply.text.contains(internal),
+            "internal detail {internal:?} in {}",
+            reply.text
+        );
+    }
+}
+
+/// `value` percent-encoded for a query string.
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,15 @@
+//! Black-box tests of selfheal. Every test spawns its own app on port 0 (see `helpers`) and
+//! talks to it over HTTP, or through the library's public handles for fault injection.
+// Test code: a failed expectation is a failed test (clippy.toml allows this in `#[test]`s,
+// but not in the helpers they share).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod compliance;
+mod config;
+mod errors;
+mod events;
+mod helpers;
+mod metrics;
+mod supervision;
+mod tracing;

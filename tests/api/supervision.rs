@@ -1,0 +1,195 @@
+//! Supervision seen from outside: a panicking agent is restarted without disturbing requests,
+//! a panic loop ends in `failed` (with an event and a degraded verdict) until an admin
+//! restart, and the Monitor's report covers every component.
+
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
+
+use futures_util::future::{join, join_all};
+use serde_json::Value;
+
+use crate::helpers::{eventually, spawn_app, spawn_host_app, TestApp};
+
+/// Host thresholds off, so the verdict depends on the agents alone.
+const CALM_HOST: &[(&str, &str)] = &[
+    ("MEMORY_THRESHOLD_PERCENT", "0"),
+    ("CPU_THRESHOLD_PERCENT", "0"),
+    ("DISK_THRESHOLD_PERCENT", "0"),
+    ("HEAP_THRESHOLD_PERCENT", "0"),
+    ("API_RESPONSE_THRESHOLD_MS", "0"),
+    ("API_ERROR_RATE_THRESHOLD", "0"),
+    ("AGENT_MAX_RESTARTS", "2"),
+];
+
+fn restarts(agent: &Value) -> u64 {
+    agent["restarts"].as_u64().unwrap_or(0)
+}
+
+#[actix_web::test]
+async fn a_panic_in_the_monitor_restarts_it_without_failing_a_single_request() {
+    let app = spawn_host_app(&[]).await;
+    let answered = Cell::new(0usize);
+    let recovered = Cell::new(false);
+    let failures = RefCell::new(Vec::new());
+    // Each client sends 50 requests, and keeps going until the Monitor is back: the traffic
+    // spans the panic, the backoff and the rebuild.
+    let client = |c: usize| {
+        let (app, answered, recovered, failures) = (&app, &answered, &recovered, &failures);
+        async move {
+            let mut i = 0;
+            while i < 50 || !recovered.get() {
+                let reply = app.get(&format!("/users/{}", c * 1000 + i), &[]).await;
+                answered.set(answered.get() + 1);
+                if reply.status != 200 {
+                    failures
+                        .borrow_mut()
+                        .push(format!("{}: {}", reply.status, reply.text));
+                }
+                i += 1;
+            }
+        }
+    };
+    let fault = async {
+        eventually(|| async { answered.get() }, |n| *n >= 20).await;
+        let injected = Instant::now();
+        let accepted = app.selfheal().inject_agent_panic("Monitor", 1).await;
+        let back = eventually(
+            || app.agent("Monitor"),
+            |a| a["state"] == "running" && restarts(a) >= 1,
+        )
+        .await;
+        let took = injected.elapsed();
+        recovered.set(true);
+        (accepted, took, back)
+    };
+    let (_, (accepted, took, monitor)) = join(join_all((0..4).map(client)), fault).await;
+
+    assert_eq!(accepted, Ok(true));
+    assert_eq!(failures.borrow().as_slice(), &[] as &[String]);
+    assert!(answered.get() >= 200, "{} requests", answered.get());
+    assert_eq!(monitor["state"], "running", "{monitor}");
+    assert!(restarts(&monitor) >= 1, "{monitor}");
+    let error = monitor["last_error"].as_str().unwrap_or("");
+    assert!(error.contains("injected fault"), "last_error {error:?}");
+    assert!(
+        took <= Duration::from_secs(1),
+        "back to running after {took:?}"
+    );
+}
+
+/// Panic the Monitor until it is `failed`; returns its status then.
+async fn drive_monitor_into_failed(app: &TestApp) -> Value {
+    assert_eq!(
+        app.selfheal().inject_agent_panic("Monitor", 100).await,
+        Ok(true)
+    );
+    let monitor = eventually(|| app.agent("Monitor"), |a| a["state"] == "failed").await;
+    assert_eq!(monitor["state"], "failed", "{monitor}");
+    monitor
+}
+
+#[actix_web::test]
+async fn a_panic_loop_leaves_the_monitor_failed_with_an_event_and_a_degraded_verdict() {
+    let app = spawn_app(CALM_HOST).await;
+    app.wait_for_first_tick("Monitor").await;
+    let health = app.admin_get("/api/v1/system/health").await;
+    assert_eq!(health.data()["overall"], "healthy", "{}", health.text);
+
+    let monitor = drive_monitor_into_failed(&app).await;
+    assert_eq!(monitor["restarts"], 2, "{monitor}");
+    assert_eq!(monitor["running"], false, "{monitor}");
+    let error = monitor["last_error"].as_str().unwrap_or("");
+    assert!(error.contains("injected fault"), "last_error {error:?}");
+
+    let failed = eventually(|| app.events("agent-failed"), |e| !e.is_empty()).await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["channel"], "agent-failed");
+    assert_eq!(failed[0]["data"]["type"], "AGENT_FAILED");
+    assert_eq!(failed[0]["data"]["agent"], "Monitor");
+
+    let health = app.admin_get("/api/v1/system/health").await;
+    let data = health.data();
+    assert_eq!(data["overall"], "degraded", "{}", health.text);
+    assert_eq!(
+        data["agents"]["Monitor"]["state"], "failed",
+        "{}",
+        health.text
+    );
+}
+
+#[actix_web::test]
+async fn an_admin_restart_brings_a_failed_agent_back_to_running() {
+    let app = spawn_app(CALM_HOST).await;
+    drive_monitor_into_failed(&app).await;
+
+    let reply = app
+        .admin_post("/api/v1/system/agents/Monitor/restart", Vec::new())
+        .await;
+    let restarted = reply.data();
+    assert_eq!(restarted["state"], "running", "{}", reply.text);
+    assert_eq!(
+        reply.body["message"], "Agent Monitor restarted successfully",
+        "{}",
+        reply.text
+    );
+    let ticks = restarted["ticks"].as_u64().unwrap_or(0);
+    let monitor = eventually(
+        || app.agent("Monitor"),
+        |a| a["ticks"].as_u64() >= Some(ticks + 3),
+    )
+    .await;
+    assert!(
+        monitor["ticks"].as_u64() >= Some(ticks + 3),
+        "no ticks after the restart: {monitor}"
+    );
+    assert_eq!(monitor["state"], "running", "{monitor}");
+    assert_eq!(monitor["restarts"], 3, "{monitor}");
+
+    // The crash history went with `failed`: one more panic is an ordinary restart.
+    assert_eq!(
+        app.selfheal().inject_agent_panic("Monitor", 1).await,
+        Ok(true)
+    );
+    let monitor = eventually(
+        || app.agent("Monitor"),
+        |a| a["state"] == "failed" || (a["state"] == "running" && a["restarts"] == 4),
+    )
+    .await;
+    assert_eq!(monitor["state"], "running", "{monitor}");
+    assert_eq!(monitor["restarts"], 4, "{monitor}");
+}
+
+#[actix_web::test]
+async fn the_monitor_reports_every_check_with_database_and_redis_disabled_in_standalone_mode() {
+    const CHECKS: [&str; 7] = [
+        "memory", "cpu", "disk", "process", "api", "database", "redis",
+    ];
+    let app = spawn_app(&[]).await;
+    let checks = || async {
+        app.admin_get("/api/v1/system/health").await.data()["health"]["checks"].clone()
+    };
+    let checks = eventually(checks, |c| CHECKS.iter().all(|k| c.get(k).is_some())).await;
+    for name in CHECKS {
+        assert!(
+            checks[name]["status"].is_string(),
+            "check {name} missing: {checks}"
+        );
+    }
+    for name in ["database", "redis"] {
+        assert_eq!(
+            checks[name]["status"], "disabled",
+            "{name}: {}",
+            checks[name]
+        );
+        let message = checks[name]["message"].as_str().unwrap_or("");
+        assert!(message.contains("standalone"), "{name}: {message:?}");
+    }
+    for name in ["memory", "cpu", "disk", "process", "api"] {
+        let status = checks[name]["status"].as_str().unwrap_or("");
+        assert!(
+            ["healthy", "degraded", "critical"].contains(&status),
+            "{name} is {status:?}: {}",
+            checks[name]
+        );
+    }
+}
