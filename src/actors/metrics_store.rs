@@ -65,15 +65,26 @@ pub struct RecordHealth(pub HealthReport);
 #[rtype(result = "HealthReport")]
 pub struct GetHealth;
 
-/// Series statistics, filtered.
+/// Series statistics, per-route statistics and the store's size, filtered, taken together so
+/// that one answer never mixes data from before and after an ingest.
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Vec<SeriesStats>")]
+#[rtype(result = "MetricsView")]
 pub struct QueryMetrics {
     pub window: Window,
     /// Exact metric name.
     pub name: Option<String>,
     /// Exact route pattern (matches the `route` tag).
     pub route: Option<String>,
+}
+
+/// The answer to [`QueryMetrics`].
+#[derive(Debug, Clone, serde::Serialize, actix::MessageResponse)]
+pub struct MetricsView {
+    pub window: Window,
+    /// Per-route statistics (only when the query's name is absent or `api_response_time`).
+    pub routes: Vec<RouteStats>,
+    pub series: Vec<SeriesStats>,
+    pub store: StoreStats,
 }
 
 /// Per-route request statistics over a window.
@@ -520,13 +531,28 @@ impl Handler<GetHealth> for MetricsStore {
 }
 
 impl Handler<QueryMetrics> for MetricsStore {
-    type Result = MessageResult<QueryMetrics>;
+    type Result = MetricsView;
 
-    fn handle(&mut self, q: QueryMetrics, _: &mut Self::Context) -> Self::Result {
-        MessageResult(
-            self.table
-                .query(q.window, q.name.as_deref(), q.route.as_deref(), now_secs()),
-        )
+    fn handle(&mut self, q: QueryMetrics, _: &mut Self::Context) -> MetricsView {
+        let now = now_secs();
+        let series = self
+            .table
+            .query(q.window, q.name.as_deref(), q.route.as_deref(), now);
+        let routes = if q.name.as_deref().is_none_or(|n| n == API_RESPONSE_TIME) {
+            let mut routes = self.table.routes(q.window, now);
+            if let Some(route) = &q.route {
+                routes.retain(|r| &r.route == route);
+            }
+            routes
+        } else {
+            Vec::new()
+        };
+        MetricsView {
+            window: q.window,
+            routes,
+            series,
+            store: self.table.stats(),
+        }
     }
 }
 

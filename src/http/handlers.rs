@@ -125,11 +125,12 @@ pub async fn health_detailed(sh: Sh) -> Result<HttpResponse, ApiError> {
     })))
 }
 
+/// Host and process gauges (every series but the request latencies) over `window`.
 async fn gauge_series(
     sh: &SelfHeal,
     window: Window,
 ) -> Result<Vec<crate::domain::metric::SeriesStats>, ApiError> {
-    let all = sh
+    let view = sh
         .metrics
         .send(QueryMetrics {
             window,
@@ -137,7 +138,8 @@ async fn gauge_series(
             route: None,
         })
         .await?;
-    Ok(all
+    Ok(view
+        .series
         .into_iter()
         .filter(|s| s.name != API_RESPONSE_TIME)
         .collect())
@@ -241,28 +243,16 @@ fn parse_limit(raw: Option<&str>, default: usize, max: usize) -> Result<usize, A
 /// `GET /api/v1/system/metrics?name=&route=&window=`.
 pub async fn metrics(sh: Sh, q: web::Query<MetricsQuery>) -> Result<HttpResponse, ApiError> {
     let window = parse_window(q.window.as_deref())?;
-    let series = sh
+    let q = q.into_inner();
+    let view = sh
         .metrics
         .send(QueryMetrics {
             window,
-            name: q.name.clone(),
-            route: q.route.clone(),
+            name: q.name,
+            route: q.route,
         })
         .await?;
-    let mut routes = sh.metrics.send(GetRouteStats(window)).await?;
-    if let Some(route) = &q.route {
-        routes.retain(|r| &r.route == route);
-    }
-    if q.name.as_deref().is_some_and(|n| n != API_RESPONSE_TIME) {
-        routes.clear();
-    }
-    let store = sh.metrics.send(GetStoreStats).await?;
-    Ok(ok(json!({
-        "window": window,
-        "routes": routes,
-        "series": series,
-        "store": store,
-    })))
+    Ok(ok(view))
 }
 
 /// Query of `/traces` and `/events`.

@@ -83,7 +83,8 @@ async fn percentiles_of_a_known_distribution_are_within_one_percent() {
             route: None,
         })
         .await
-        .expect("queried");
+        .expect("queried")
+        .series;
     assert_eq!(stats.len(), 1, "{stats:?}");
     let s = &stats[0];
     assert_eq!((s.count, s.min, s.max), (1000, 1.0, 1000.0));
