@@ -329,8 +329,9 @@ impl Settings {
         r.seen
     }
 
-    /// Settings for tests and embedding: the defaults, with a fixed admin token.
-    pub fn for_tests() -> Self {
+    /// The defaults with a fixed admin token, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
         let mut r = Reader::new(&|_: &str| None);
         let mut s = Self::read(&mut r);
         s.server.admin_token = Some("test-admin-token".to_owned());
