@@ -12,6 +12,22 @@
 //! in-flight table is a per-worker `Mutex<Slab>`: uncontended on the hot path, read by
 //! `/traces` across workers. Slow requests (over `TRACE_SLOW_THRESHOLD_MS`) log a warning and
 //! publish a `SLOW_REQUEST` event: rare by definition, so worth a message.
+//!
+//! What keeps the per-request cost low (measured in docs/BENCHMARKS.md):
+//! - two clock reads (start, end); an in-flight request's wall-clock start is derived from its
+//!   age only when `/traces` asks;
+//! - no `format!`: new ids are hex-encoded (a byte at a time) into one buffer both response
+//!   header values are copied from, and the header names are constants (a `&str` lookup in a
+//!   `HeaderMap` parses, and for a custom name allocates, the name on every call);
+//! - the trace context is moved into the request extensions, not cloned; a request without
+//!   trace headers gets its new ids without going through the header parser;
+//! - route patterns are interned per worker: a path that is its own pattern (a static route)
+//!   is looked up (with a cheap hash: see [`FxHasher`]) without re-running the router, and the
+//!   in-flight entry and the batch share the interned pattern; the `ApiKey` strings are built
+//!   once per series per flush;
+//! - nothing is cloned for the in-flight entry: the tracer takes it back when the request ends
+//!   and reuses its parts; consecutive requests to the same series append to the batch without
+//!   hashing the key.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -37,17 +53,29 @@ use crate::domain::event::{Event, Payload, SlowTrace};
 use crate::domain::metric::UNMATCHED_ROUTE;
 use crate::middleware::trace_context::{TraceContext, TRACEPARENT, X_TRACE_ID};
 
+/// The trace headers, built once: a `&str` name is parsed (and allocated) on every lookup.
+const X_TRACE_ID_HEADER: HeaderName = HeaderName::from_static(X_TRACE_ID);
+const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static(TRACEPARENT);
+
 /// Samples a worker buffers before it flushes without waiting for the timer.
 const MAX_BUFFERED: usize = 8_192;
 
-/// A request in flight, as `/traces` shows it.
+/// Cap on each per-worker route intern table. Only route patterns (and paths equal to one) are
+/// ever inserted, so a real route table never gets near it; it only bounds a pathological one.
+const MAX_INTERNED: usize = 4_096;
+
+/// A request in flight, as `/traces` shows it. When the request ends the tracer takes the
+/// entry back and reuses its parts (the `X-Trace-Id` value for the response, method and route
+/// for the series key), so nothing is copied for the table. The wall-clock start is derived
+/// from `started` when the entry is shown, which saves a clock read per request.
 #[derive(Debug, Clone)]
 struct InFlight {
-    trace_id: String,
+    /// The `X-Trace-Id` response header (`None` only if the id were not header-safe, which
+    /// [`TraceContext`] never produces).
+    trace_id: Option<HeaderValue>,
     method: Method,
-    route: String,
+    route: Arc<str>,
     started: Instant,
-    started_at: DateTime<Utc>,
 }
 
 /// One in-flight request in `/traces`.
@@ -90,6 +118,7 @@ impl InFlightRegistry {
     /// Summary plus the `limit` oldest requests in flight.
     pub fn snapshot(&self, limit: usize) -> (TraceStats, Vec<InFlightView>) {
         let now = Instant::now();
+        let wall_now = Utc::now();
         let mut all = Vec::new();
         let tables: Vec<Table> = self
             .tables
@@ -100,12 +129,20 @@ impl InFlightRegistry {
             .collect();
         for table in tables {
             let table = table.lock().unwrap_or_else(PoisonError::into_inner);
-            all.extend(table.iter().map(|(_, f)| InFlightView {
-                trace_id: f.trace_id.clone(),
-                method: f.method.to_string(),
-                route: f.route.clone(),
-                age_ms: now.duration_since(f.started).as_secs_f64() * 1e3,
-                started_at: f.started_at,
+            all.extend(table.iter().map(|(_, f)| {
+                let age = now.saturating_duration_since(f.started);
+                InFlightView {
+                    trace_id: f
+                        .trace_id
+                        .as_ref()
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned(),
+                    method: f.method.to_string(),
+                    route: f.route.to_string(),
+                    age_ms: age.as_secs_f64() * 1e3,
+                    started_at: started_at(wall_now, age),
+                }
             }));
         }
         let mut by_method = HashMap::new();
@@ -129,6 +166,14 @@ impl InFlightRegistry {
         all.truncate(limit);
         (stats, all)
     }
+}
+
+/// The wall-clock time `age` before `now`.
+fn started_at(now: DateTime<Utc>, age: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(age)
+        .ok()
+        .and_then(|age| now.checked_sub_signed(age))
+        .unwrap_or(now)
 }
 
 /// What the tracer needs, shared by every worker.
@@ -164,35 +209,184 @@ impl RequestTracer {
     }
 }
 
+/// A series as the worker batches it: [`ApiKey`] with the interned route.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SeriesId {
+    method: Method,
+    route: Arc<str>,
+    status_class: u8,
+}
+
+impl SeriesId {
+    /// Equal to `other`, comparing the interned route by address first.
+    fn same(&self, other: &SeriesId) -> bool {
+        self.status_class == other.status_class
+            && (Arc::ptr_eq(&self.route, &other.route) || self.route == other.route)
+            && self.method == other.method
+    }
+}
+
+/// A worker's latencies since the last flush, by series. Consecutive requests to the same
+/// series (the common case) append without hashing the key: `last` is checked first.
+#[derive(Default)]
+struct Batch {
+    series: Vec<(SeriesId, Vec<u32>)>,
+    index: HashMap<SeriesId, usize>,
+    last: usize,
+    samples: usize,
+}
+
+impl Batch {
+    /// Add a sample; true when the batch is full.
+    fn add(&mut self, key: SeriesId, micros: u32) -> bool {
+        let i = match self.series.get(self.last) {
+            Some((k, _)) if k.same(&key) => self.last,
+            _ => match self.index.get(&key) {
+                Some(&i) => i,
+                None => {
+                    self.index.insert(key.clone(), self.series.len());
+                    self.series.push((key, Vec::new()));
+                    self.series.len() - 1
+                }
+            },
+        };
+        if let Some((_, v)) = self.series.get_mut(i) {
+            v.push(micros);
+        }
+        self.last = i;
+        self.samples += 1;
+        self.samples >= MAX_BUFFERED
+    }
+
+    /// The samples as the `MetricsStore` takes them.
+    fn into_samples(self) -> HashMap<ApiKey, Vec<u32>> {
+        self.series
+            .into_iter()
+            .map(|(k, v)| {
+                let key = ApiKey {
+                    method: k.method,
+                    route: k.route.to_string(),
+                    status_class: k.status_class,
+                };
+                (key, v)
+            })
+            .collect()
+    }
+}
+
+/// The Fx hash (rustc's): a multiply and a rotate per word, several times cheaper than the
+/// default SipHash on a short path. It is not collision-resistant, which is safe here: it only
+/// keys the [`Routes`] tables, whose keys are route patterns taken from the app's own route
+/// table, never a client's path, so no client can fill them with colliding keys. A lookup with
+/// any path costs one hash of that path plus a probe among those few keys.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type RouteTable = HashMap<Box<str>, Arc<str>, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// A worker's interned route patterns.
+struct Routes {
+    /// Paths that are their own route pattern (static routes), to their pattern. Only such paths
+    /// are inserted, so the table is bounded by the route table, whatever the traffic.
+    by_path: RouteTable,
+    /// Route patterns, to their shared copy.
+    by_pattern: RouteTable,
+    unmatched: Arc<str>,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes {
+            by_path: RouteTable::default(),
+            by_pattern: RouteTable::default(),
+            unmatched: Arc::from(UNMATCHED_ROUTE),
+        }
+    }
+}
+
+impl Routes {
+    /// The route pattern `req` matches (what `match_pattern` gives), interned.
+    fn resolve(&mut self, req: &ServiceRequest) -> Arc<str> {
+        let path = req.path();
+        if let Some(route) = self.by_path.get(path) {
+            return route.clone();
+        }
+        let Some(pattern) = req.match_pattern() else {
+            return self.unmatched.clone();
+        };
+        let route = match self.by_pattern.get(pattern.as_str()) {
+            Some(route) => route.clone(),
+            None => {
+                let route: Arc<str> = Arc::from(pattern.as_str());
+                if self.by_pattern.len() < MAX_INTERNED {
+                    self.by_pattern
+                        .insert(Box::from(pattern.as_str()), route.clone());
+                }
+                route
+            }
+        };
+        if pattern == path && self.by_path.len() < MAX_INTERNED {
+            self.by_path.insert(pattern.into_boxed_str(), route.clone());
+        }
+        route
+    }
+}
+
 /// A worker's batch of latencies, handed to the `MetricsStore` on flush.
 struct Worker {
     shared: Arc<Shared>,
-    batch: RefCell<(HashMap<ApiKey, Vec<u32>>, usize)>,
+    batch: RefCell<Batch>,
+    routes: RefCell<Routes>,
     table: Table,
 }
 
 impl Worker {
-    fn record(&self, key: ApiKey, micros: u32) {
-        let full = {
-            let mut batch = self.batch.borrow_mut();
-            let (map, n) = &mut *batch;
-            match map.get_mut(&key) {
-                Some(v) => v.push(micros),
-                None => {
-                    map.insert(key, vec![micros]);
-                }
-            }
-            *n += 1;
-            *n >= MAX_BUFFERED
-        };
+    fn record(&self, key: SeriesId, micros: u32) {
+        let full = self.batch.borrow_mut().add(key, micros);
         if full {
             self.flush();
         }
     }
 
     fn flush(&self) {
-        let (samples, _) = std::mem::take(&mut *self.batch.borrow_mut());
-        if !samples.is_empty() {
+        let batch = std::mem::take(&mut *self.batch.borrow_mut());
+        if !batch.series.is_empty() {
+            let samples = batch.into_samples();
             self.shared.metrics.do_send(IngestApi { samples });
         }
     }
@@ -220,6 +414,7 @@ where
         let worker = Rc::new(Worker {
             shared: self.shared.clone(),
             batch: RefCell::default(),
+            routes: RefCell::default(),
             table: self.shared.in_flight.register(),
         });
         let every = Duration::from_millis(self.shared.settings.flush_interval_ms.max(1));
@@ -250,17 +445,107 @@ pub struct TracerService<S> {
 
 /// Removes the request from the in-flight table however the request ends (aborts included).
 struct InFlightGuard {
-    table: Table,
-    slot: usize,
+    worker: Rc<Worker>,
+    slot: Option<usize>,
+}
+
+impl InFlightGuard {
+    /// Take the entry out of the table.
+    fn finish(&mut self) -> Option<InFlight> {
+        let slot = self.slot.take()?;
+        self.worker
+            .table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .try_remove(slot)
+    }
 }
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        if table.contains(self.slot) {
-            table.remove(self.slot);
-        }
+        self.finish();
     }
+}
+
+/// The request's trace and its two response header values (`X-Trace-Id`, `traceparent`).
+///
+/// A request with trace headers goes through [`TraceContext::from_headers`]. One without
+/// (the common case) gets what that parser gives it, made directly: a random 32-hex-digit trace
+/// id (each 64-bit half non-zero) that is also the `X-Trace-Id`, a random non-zero span id,
+/// flags `01`, hex-encoded once into a buffer both header values are copied from.
+fn resolve_trace(
+    headers: &actix_web::http::header::HeaderMap,
+) -> (TraceContext, Option<HeaderValue>, Option<HeaderValue>) {
+    if headers.contains_key(&TRACEPARENT_HEADER) || headers.contains_key(&X_TRACE_ID_HEADER) {
+        let trace = TraceContext::from_headers(headers);
+        let id = HeaderValue::from_str(&trace.id).ok();
+        let parent = traceparent_header(&trace);
+        return (trace, id, parent);
+    }
+    // `<trace id>` then `00-<trace id>-<span id>-01`.
+    let mut buf = [0u8; 32 + 55];
+    write_hex(&mut buf[..16], fastrand::u64(1..));
+    write_hex(&mut buf[16..32], fastrand::u64(1..));
+    buf[32..35].copy_from_slice(b"00-");
+    buf.copy_within(..32, 35);
+    buf[67] = b'-';
+    write_hex(&mut buf[68..84], fastrand::u64(1..));
+    buf[84..].copy_from_slice(b"-01");
+    let trace_id = ascii(&buf[..32]);
+    let trace = TraceContext {
+        id: trace_id.clone(),
+        trace_id,
+        span_id: ascii(&buf[68..84]),
+        flags: 1,
+    };
+    // Two copies beat one shared buffer here: `HeaderValue::from_shared` validates at about
+    // twice the cost per byte of `from_bytes`, more than the allocation it saves.
+    let id = HeaderValue::from_bytes(&buf[..32]).ok();
+    let parent = HeaderValue::from_bytes(&buf[32..]).ok();
+    (trace, id, parent)
+}
+
+/// Each byte as two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
+        i += 1;
+    }
+    table
+};
+
+/// The last `out.len() / 2` bytes of `value` as lowercase hex, most significant first (16
+/// digits for the whole u64).
+fn write_hex(out: &mut [u8], value: u64) {
+    let bytes = value.to_be_bytes();
+    let skip = bytes.len().saturating_sub(out.len() / 2);
+    for (pair, &b) in out.chunks_exact_mut(2).zip(&bytes[skip..]) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+    }
+}
+
+/// Hex digits as a `String` (ASCII, so the conversion cannot fail).
+fn ascii(hex: &[u8]) -> String {
+    String::from(std::str::from_utf8(hex).unwrap_or_default())
+}
+
+/// The `traceparent` value [`TraceContext::traceparent`] formats, written into a stack buffer.
+fn traceparent_header(trace: &TraceContext) -> Option<HeaderValue> {
+    let (t, s) = (trace.trace_id.as_bytes(), trace.span_id.as_bytes());
+    if t.len() != 32 || s.len() != 16 {
+        return HeaderValue::from_str(&trace.traceparent()).ok();
+    }
+    let mut buf = [0u8; 55];
+    buf[..3].copy_from_slice(b"00-");
+    buf[3..35].copy_from_slice(t);
+    buf[35] = b'-';
+    buf[36..52].copy_from_slice(s);
+    buf[52] = b'-';
+    write_hex(&mut buf[53..], u64::from(trace.flags));
+    HeaderValue::from_bytes(&buf).ok()
 }
 
 impl<S, B> Service<ServiceRequest> for TracerService<S>
@@ -283,104 +568,259 @@ where
         {
             return Box::pin(self.service.call(req));
         }
-        let trace = TraceContext::from_headers(req.headers());
+        let (trace, header_id, header_parent) = resolve_trace(req.headers());
         let sampled = settings.sample_rate >= 1.0
             || (settings.sample_rate > 0.0 && fastrand::f64() < settings.sample_rate);
-        let record = sampled.then(|| {
-            let method = req.method().clone();
-            let route = req
-                .match_pattern()
-                .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
-            let guard = InFlightGuard {
-                table: self.worker.table.clone(),
-                slot: self
-                    .worker
-                    .table
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(InFlight {
-                        trace_id: trace.id.clone(),
-                        method: method.clone(),
-                        route: route.clone(),
-                        started: Instant::now(),
-                        started_at: Utc::now(),
-                    }),
-            };
-            (method, route, guard)
-        });
         let started = Instant::now();
-        let header_id = HeaderValue::from_str(&trace.id).ok();
-        let header_parent = HeaderValue::from_str(&trace.traceparent()).ok();
-        req.extensions_mut().insert(trace.clone());
+        // Sampled: the in-flight entry owns the X-Trace-Id value until the request ends.
+        let (header_id, guard) = if sampled {
+            let route = self.worker.routes.borrow_mut().resolve(&req);
+            let slot = self
+                .worker
+                .table
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(InFlight {
+                    trace_id: header_id,
+                    method: req.method().clone(),
+                    route,
+                    started,
+                });
+            let guard = InFlightGuard {
+                worker: self.worker.clone(),
+                slot: Some(slot),
+            };
+            (None, Some(guard))
+        } else {
+            (header_id, None)
+        };
+        // Moved, not cloned: from here on the response headers carry the ids.
+        req.extensions_mut().insert(trace);
         let fut = self.service.call(req);
-        let worker = self.worker.clone();
         Box::pin(async move {
             let result = fut.await;
-            if let Some((method, route, guard)) = record {
-                drop(guard);
+            let mut header_id = header_id;
+            if let Some(mut guard) = guard {
                 let elapsed = started.elapsed();
-                let status = match &result {
-                    Ok(res) => res.status(),
-                    Err(e) => e.as_response_error().status_code(),
-                };
-                let class = (status.as_u16() / 100).clamp(1, 5) as u8;
-                let micros = u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX);
-                let slow_ms = worker.shared.settings.slow_threshold_ms;
-                if slow_ms > 0 && elapsed > Duration::from_millis(slow_ms) {
-                    slow_request(
-                        &worker.shared,
-                        &trace,
-                        &method,
-                        &route,
-                        status.as_u16(),
-                        elapsed,
+                if let Some(done) = guard.finish() {
+                    let status = match &result {
+                        Ok(res) => res.status(),
+                        Err(e) => e.as_response_error().status_code(),
+                    };
+                    let worker = &guard.worker;
+                    let slow_ms = worker.shared.settings.slow_threshold_ms;
+                    if slow_ms > 0 && elapsed > Duration::from_millis(slow_ms) {
+                        slow_request(&worker.shared, &done, status.as_u16(), elapsed);
+                    }
+                    let class = (status.as_u16() / 100).clamp(1, 5) as u8;
+                    let micros = u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX);
+                    worker.record(
+                        SeriesId {
+                            method: done.method,
+                            route: done.route,
+                            status_class: class,
+                        },
+                        micros,
                     );
+                    header_id = done.trace_id;
                 }
-                worker.record(
-                    ApiKey {
-                        method,
-                        route,
-                        status_class: class,
-                    },
-                    micros,
-                );
             }
             let mut res = result?;
             let headers = res.headers_mut();
             if let Some(v) = header_id {
-                headers.insert(HeaderName::from_static(X_TRACE_ID), v);
+                headers.insert(X_TRACE_ID_HEADER, v);
             }
             if let Some(v) = header_parent {
-                headers.insert(HeaderName::from_static(TRACEPARENT), v);
+                headers.insert(TRACEPARENT_HEADER, v);
             }
             Ok(res)
         })
     }
 }
 
-fn slow_request(
-    shared: &Shared,
-    trace: &TraceContext,
-    method: &Method,
-    route: &str,
-    status: u16,
-    elapsed: Duration,
-) {
+fn slow_request(shared: &Shared, request: &InFlight, status: u16, elapsed: Duration) {
+    let (method, route) = (&request.method, &*request.route);
+    let trace_id = request
+        .trace_id
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let duration_ms = elapsed.as_secs_f64() * 1e3;
     log::warn!(
-        "slow request: {method} {route} -> {status} in {duration_ms:.1} ms (over {} ms; trace {}, class {})",
+        "slow request: {method} {route} -> {status} in {duration_ms:.1} ms (over {} ms; trace {trace_id}, class {})",
         shared.settings.slow_threshold_ms,
-        trace.id,
         status_class_label((status / 100) as u8),
     );
     shared.bus.do_send(Publish(Event::new(
         "RequestTracer",
         Payload::slow_request(SlowTrace {
-            trace_id: trace.id.clone(),
+            trace_id: trace_id.to_owned(),
             method: method.to_string(),
             route: route.to_owned(),
             status,
             duration_ms,
         }),
     )));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderMap;
+
+    fn is_lower_hex(s: &str, len: usize) -> bool {
+        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }
+
+    #[test]
+    fn new_ids_have_the_shape_the_header_parser_gives_them() {
+        for _ in 0..1_000 {
+            let (t, id, parent) = resolve_trace(&HeaderMap::new());
+            assert!(is_lower_hex(&t.trace_id, 32), "{t:?}");
+            assert!(is_lower_hex(&t.span_id, 16), "{t:?}");
+            assert_ne!(&t.trace_id[..16], "0000000000000000");
+            assert_ne!(&t.trace_id[16..], "0000000000000000");
+            assert_ne!(t.span_id, "0000000000000000");
+            assert_eq!(t.id, t.trace_id);
+            assert_eq!(t.flags, 1);
+            assert_eq!(id.unwrap().to_str().unwrap(), t.id);
+            assert_eq!(parent.unwrap().to_str().unwrap(), t.traceparent());
+        }
+    }
+
+    #[test]
+    fn hex_is_lowercase_and_most_significant_first() {
+        let mut out = [0u8; 16];
+        write_hex(&mut out, 0x0123_4567_89ab_cdef);
+        assert_eq!(&out, b"0123456789abcdef");
+        let mut out = [0u8; 2];
+        write_hex(&mut out, 0x0a);
+        assert_eq!(&out, b"0a");
+    }
+
+    #[test]
+    fn incoming_trace_headers_go_through_the_parser() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            TRACEPARENT_HEADER,
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+        );
+        let (t, id, parent) = resolve_trace(&h);
+        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.flags, 0);
+        assert_eq!(id.unwrap().to_str().unwrap(), t.trace_id);
+        assert_eq!(parent.unwrap().to_str().unwrap(), t.traceparent());
+        let mut h = HeaderMap::new();
+        h.insert(X_TRACE_ID_HEADER, HeaderValue::from_static("req-42"));
+        let (t, id, _) = resolve_trace(&h);
+        assert_eq!(t.id, "req-42");
+        assert_eq!(id.unwrap(), "req-42");
+    }
+
+    #[test]
+    fn the_traceparent_header_is_what_traceparent_formats() {
+        let (mut t, _, _) = resolve_trace(&HeaderMap::new());
+        for flags in [0u8, 1, 0x0a, 0xff] {
+            t.flags = flags;
+            let v = traceparent_header(&t).unwrap();
+            assert_eq!(v.to_str().unwrap(), t.traceparent());
+        }
+    }
+
+    fn key(route: &str, status_class: u8) -> SeriesId {
+        SeriesId {
+            method: Method::GET,
+            route: Arc::from(route),
+            status_class,
+        }
+    }
+
+    fn api_key(route: &str, status_class: u8) -> ApiKey {
+        ApiKey {
+            method: Method::GET,
+            route: route.to_owned(),
+            status_class,
+        }
+    }
+
+    #[test]
+    fn the_batch_groups_samples_by_series_whatever_their_order() {
+        let mut b = Batch::default();
+        for (i, (route, class)) in [("/a", 2), ("/a", 2), ("/b", 2), ("/a", 5), ("/a", 2)]
+            .into_iter()
+            .enumerate()
+        {
+            assert!(!b.add(key(route, class), i as u32));
+        }
+        let map = b.into_samples();
+        assert_eq!(map.len(), 3);
+        assert_eq!(map[&api_key("/a", 2)], vec![0, 1, 4]);
+        assert_eq!(map[&api_key("/b", 2)], vec![2]);
+        assert_eq!(map[&api_key("/a", 5)], vec![3]);
+    }
+
+    #[test]
+    fn the_batch_reports_full_at_the_cap() {
+        let mut b = Batch::default();
+        let full = (0..MAX_BUFFERED).map(|i| b.add(key("/a", 2), i as u32));
+        assert_eq!(full.filter(|f| *f).count(), 1);
+    }
+
+    #[actix_web::test]
+    async fn routes_resolve_to_their_pattern_and_only_static_paths_are_cached() {
+        use actix_web::{middleware::from_fn, test, web, App, HttpResponse};
+        let routes = Rc::new(RefCell::new(Routes::default()));
+        let seen = Rc::new(RefCell::new(Vec::<Arc<str>>::new()));
+        let (r, s) = (routes.clone(), seen.clone());
+        let app = test::init_service(
+            App::new()
+                .wrap(from_fn(
+                    move |req: ServiceRequest, next: actix_web::middleware::Next<_>| {
+                        s.borrow_mut().push(r.borrow_mut().resolve(&req));
+                        next.call(req)
+                    },
+                ))
+                .route("/users/{id}", web::get().to(HttpResponse::Ok))
+                .route("/static", web::get().to(HttpResponse::Ok)),
+        )
+        .await;
+        for path in [
+            "/users/7",
+            "/users/8",
+            "/static",
+            "/static",
+            "/nope",
+            "/users/{id}",
+        ] {
+            let req = test::TestRequest::get().uri(path).to_request();
+            test::call_service(&app, req).await;
+        }
+        let seen = seen.borrow();
+        let seen: Vec<&str> = seen.iter().map(|r| &**r).collect();
+        assert_eq!(
+            seen,
+            [
+                "/users/{id}",
+                "/users/{id}",
+                "/static",
+                "/static",
+                UNMATCHED_ROUTE,
+                "/users/{id}"
+            ]
+        );
+        let routes = routes.borrow();
+        // Only paths that are their own pattern are remembered: never /users/7 or /nope.
+        let mut cached: Vec<&str> = routes.by_path.keys().map(|k| &**k).collect();
+        cached.sort_unstable();
+        assert_eq!(cached, ["/static", "/users/{id}"]);
+        assert_eq!(routes.by_pattern.len(), 2);
+    }
+
+    #[test]
+    fn an_in_flight_start_is_its_age_before_now() {
+        let now = Utc::now();
+        let at = started_at(now, Duration::from_millis(1_500));
+        assert_eq!((now - at).num_milliseconds(), 1_500);
+        assert_eq!(started_at(now, Duration::MAX), now);
+    }
 }
