@@ -144,8 +144,8 @@ async fn run(mode: Mode, port: u16) -> Result<(), String> {
             let server = HttpServer::new(move || {
                 App::new()
                     .wrap(app_sh.tracer())
-                    .configure(app_sh.routes())
                     .configure(bench_routes)
+                    .configure(app_sh.routes())
             })
             .workers(1)
             .shutdown_timeout(1)

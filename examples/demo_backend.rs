@@ -165,7 +165,6 @@ async fn main() -> ExitCode {
     let server = HttpServer::new(move || {
         let mut app = App::new()
             .wrap(app_sh.tracer())
-            .configure(app_sh.routes())
             .app_data(hoard.clone())
             .app_data(web::Data::new(app_sh.clone()))
             .route("/demo/items/{id}", web::get().to(item))
@@ -180,7 +179,9 @@ async fn main() -> ExitCode {
                     .route(web::get().to(panic_agent)),
             );
         }
-        app
+        // The system routes last: actix matches in registration order, and the app's own
+        // routes are the ones hit on every request.
+        app.configure(app_sh.routes())
     })
     .disable_signals();
     let server = match server.bind(addr) {

@@ -15,8 +15,8 @@
 //!     HttpServer::new(move || {
 //!         App::new()
 //!             .wrap(app_sh.tracer())
+//!             // … the host app's own routes, then (matched last) the system routes:
 //!             .configure(app_sh.routes())
-//!             // … the host app's own routes …
 //!     })
 //!     .bind(("127.0.0.1", 8080))?
 //!     .run()

@@ -108,8 +108,16 @@ pub struct StoreStats {
     pub ingested_samples: u64,
 }
 
+/// From this many samples, a batch is recorded once and added to the rings' slots.
+const BATCH_VIA_SCRATCH: usize = 32;
+
 /// Slot lengths (seconds) and slot counts of the three rings.
 const RINGS: [(u64, usize); 3] = [(10, 8), (60, 7), (300, 14)];
+
+/// `value` in the histogram's integer unit, clamped to its range.
+fn scaled(unit: Unit, value: f64) -> u64 {
+    ((value * unit.scale()).round().max(0.0) as u64).min(unit.highest())
+}
 
 fn ring_for(window: Window) -> usize {
     match window {
@@ -175,28 +183,71 @@ impl Series {
         Histogram::new_with_bounds(1, unit.highest(), 2).ok()
     }
 
-    fn record(&mut self, value: f64, now: f64) {
-        let scaled = (value * self.unit.scale()).round().max(0.0) as u64;
-        let scaled = scaled.min(self.unit.highest());
+    /// The slot of each ring that `now` falls in, reset if it held an older period.
+    fn current_slots(&mut self, now: f64) -> impl Iterator<Item = &mut Slot> {
         let unit = self.unit;
-        for (ring, &(slot_len, n)) in self.rings.iter_mut().zip(RINGS.iter()) {
-            let epoch = now as u64 / slot_len;
-            let slot = &mut ring[(epoch % n as u64) as usize];
-            if slot.epoch != epoch || slot.count == 0 {
-                slot.reset(epoch);
-            }
-            if slot.hist.is_none() {
-                slot.hist = Self::new_hist(unit);
-            }
-            if let Some(h) = slot.hist.as_mut() {
-                h.saturating_record(scaled);
-            }
-            slot.count += 1;
-            slot.sum += value;
-            slot.min = slot.min.min(value);
-            slot.max = slot.max.max(value);
+        self.rings
+            .iter_mut()
+            .zip(RINGS.iter())
+            .map(move |(ring, &(slot_len, n))| {
+                let epoch = now as u64 / slot_len;
+                let slot = &mut ring[(epoch % n as u64) as usize];
+                if slot.epoch != epoch || slot.count == 0 {
+                    slot.reset(epoch);
+                }
+                if slot.hist.is_none() {
+                    slot.hist = Self::new_hist(unit);
+                }
+                slot
+            })
+    }
+
+    /// Record `values` taken at `now`. A large batch is recorded once into `scratch` (a
+    /// histogram of the same unit) and then added to each ring's slot: one histogram update
+    /// per sample instead of one per ring.
+    fn record(&mut self, values: &[f64], now: f64, scratch: &mut Option<Histogram<u32>>) {
+        let Some(&last) = values.last() else {
+            return;
+        };
+        let (mut sum, mut min, mut max) = (0.0, f64::INFINITY, f64::NEG_INFINITY);
+        for &v in values {
+            sum += v;
+            min = min.min(v);
+            max = max.max(v);
         }
-        self.last = value;
+        let unit = self.unit;
+        let batch = if values.len() >= BATCH_VIA_SCRATCH {
+            if scratch.is_none() {
+                *scratch = Self::new_hist(unit);
+            }
+            scratch.as_mut().map(|h| {
+                h.reset();
+                for &v in values {
+                    h.saturating_record(scaled(unit, v));
+                }
+                &*h
+            })
+        } else {
+            None
+        };
+        for slot in self.current_slots(now) {
+            if let Some(h) = slot.hist.as_mut() {
+                match batch {
+                    // Same unit, same bounds: `add` cannot fail.
+                    Some(b) => {
+                        let _ = h.add(b);
+                    }
+                    None => values
+                        .iter()
+                        .for_each(|&v| h.saturating_record(scaled(unit, v))),
+                }
+            }
+            slot.count += values.len() as u64;
+            slot.sum += sum;
+            slot.min = slot.min.min(min);
+            slot.max = slot.max.max(max);
+        }
+        self.last = last;
         self.last_at = now;
     }
 
@@ -269,6 +320,8 @@ impl Merged {
 #[derive(Debug)]
 pub struct SeriesTable {
     series: HashMap<SeriesKey, Series>,
+    /// Reusable histograms for batch recording, one per unit.
+    scratch: [Option<Histogram<u32>>; 3],
     max_series: usize,
     rejected: u64,
     ingested: u64,
@@ -279,6 +332,7 @@ impl SeriesTable {
     pub fn new(max_series: usize) -> Self {
         SeriesTable {
             series: HashMap::new(),
+            scratch: [None, None, None],
             max_series,
             rejected: 0,
             ingested: 0,
@@ -296,9 +350,8 @@ impl SeriesTable {
             self.series.insert(key.clone(), Series::new(unit, now));
         }
         if let Some(series) = self.series.get_mut(key) {
-            for &v in values {
-                series.record(v, now);
-            }
+            let scratch = &mut self.scratch[series.unit as usize];
+            series.record(values, now, scratch);
             self.ingested += values.len() as u64;
         }
         true

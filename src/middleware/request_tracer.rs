@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::HeaderValue;
 use actix_web::http::Method;
 use actix_web::HttpMessage;
 use chrono::{DateTime, Utc};
@@ -52,10 +52,6 @@ use crate::config::TracerSettings;
 use crate::domain::event::{Event, Payload, SlowTrace};
 use crate::domain::metric::UNMATCHED_ROUTE;
 use crate::middleware::trace_context::{TraceContext, TRACEPARENT, X_TRACE_ID};
-
-/// The trace headers, built once: a `&str` name is parsed (and allocated) on every lookup.
-const X_TRACE_ID_HEADER: HeaderName = HeaderName::from_static(X_TRACE_ID);
-const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static(TRACEPARENT);
 
 /// Samples a worker buffers before it flushes without waiting for the timer.
 const MAX_BUFFERED: usize = 8_192;
@@ -274,50 +270,10 @@ impl Batch {
     }
 }
 
-/// The Fx hash (rustc's): a multiply and a rotate per word, several times cheaper than the
-/// default SipHash on a short path. It is not collision-resistant, which is safe here: it only
-/// keys the [`Routes`] tables, whose keys are route patterns taken from the app's own route
-/// table, never a client's path, so no client can fill them with colliding keys. A lookup with
-/// any path costs one hash of that path plus a probe among those few keys.
-#[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
-
-impl FxHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(w);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type RouteTable = HashMap<Box<str>, Arc<str>, std::hash::BuildHasherDefault<FxHasher>>;
+/// Keyed with the Fx hash (`rustc-hash`), several times cheaper than SipHash on a short path.
+/// It is not collision-resistant, which is safe here: only route patterns from the app's own
+/// route table are ever inserted, never a client's path.
+type RouteTable = rustc_hash::FxHashMap<Box<str>, Arc<str>>;
 
 /// A worker's interned route patterns.
 struct Routes {
@@ -467,87 +423,6 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// The request's trace and its two response header values (`X-Trace-Id`, `traceparent`).
-///
-/// A request with trace headers goes through [`TraceContext::from_headers`]. One without
-/// (the common case) gets what that parser gives it, made directly: a random 32-hex-digit trace
-/// id (each 64-bit half non-zero) that is also the `X-Trace-Id`, a random non-zero span id,
-/// flags `01`, hex-encoded once into a buffer both header values are copied from.
-fn resolve_trace(
-    headers: &actix_web::http::header::HeaderMap,
-) -> (TraceContext, Option<HeaderValue>, Option<HeaderValue>) {
-    if headers.contains_key(&TRACEPARENT_HEADER) || headers.contains_key(&X_TRACE_ID_HEADER) {
-        let trace = TraceContext::from_headers(headers);
-        let id = HeaderValue::from_str(&trace.id).ok();
-        let parent = traceparent_header(&trace);
-        return (trace, id, parent);
-    }
-    // `<trace id>` then `00-<trace id>-<span id>-01`.
-    let mut buf = [0u8; 32 + 55];
-    write_hex(&mut buf[..16], fastrand::u64(1..));
-    write_hex(&mut buf[16..32], fastrand::u64(1..));
-    buf[32..35].copy_from_slice(b"00-");
-    buf.copy_within(..32, 35);
-    buf[67] = b'-';
-    write_hex(&mut buf[68..84], fastrand::u64(1..));
-    buf[84..].copy_from_slice(b"-01");
-    let trace_id = ascii(&buf[..32]);
-    let trace = TraceContext {
-        id: trace_id.clone(),
-        trace_id,
-        span_id: ascii(&buf[68..84]),
-        flags: 1,
-    };
-    // Two copies beat one shared buffer here: `HeaderValue::from_shared` validates at about
-    // twice the cost per byte of `from_bytes`, more than the allocation it saves.
-    let id = HeaderValue::from_bytes(&buf[..32]).ok();
-    let parent = HeaderValue::from_bytes(&buf[32..]).ok();
-    (trace, id, parent)
-}
-
-/// Each byte as two lowercase hex digits.
-const HEX_PAIRS: [[u8; 2]; 256] = {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut table = [[0u8; 2]; 256];
-    let mut i = 0;
-    while i < 256 {
-        table[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
-        i += 1;
-    }
-    table
-};
-
-/// The last `out.len() / 2` bytes of `value` as lowercase hex, most significant first (16
-/// digits for the whole u64).
-fn write_hex(out: &mut [u8], value: u64) {
-    let bytes = value.to_be_bytes();
-    let skip = bytes.len().saturating_sub(out.len() / 2);
-    for (pair, &b) in out.chunks_exact_mut(2).zip(&bytes[skip..]) {
-        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
-    }
-}
-
-/// Hex digits as a `String` (ASCII, so the conversion cannot fail).
-fn ascii(hex: &[u8]) -> String {
-    String::from(std::str::from_utf8(hex).unwrap_or_default())
-}
-
-/// The `traceparent` value [`TraceContext::traceparent`] formats, written into a stack buffer.
-fn traceparent_header(trace: &TraceContext) -> Option<HeaderValue> {
-    let (t, s) = (trace.trace_id.as_bytes(), trace.span_id.as_bytes());
-    if t.len() != 32 || s.len() != 16 {
-        return HeaderValue::from_str(&trace.traceparent()).ok();
-    }
-    let mut buf = [0u8; 55];
-    buf[..3].copy_from_slice(b"00-");
-    buf[3..35].copy_from_slice(t);
-    buf[35] = b'-';
-    buf[36..52].copy_from_slice(s);
-    buf[52] = b'-';
-    write_hex(&mut buf[53..], u64::from(trace.flags));
-    HeaderValue::from_bytes(&buf).ok()
-}
-
 impl<S, B> Service<ServiceRequest> for TracerService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
@@ -568,7 +443,9 @@ where
         {
             return Box::pin(self.service.call(req));
         }
-        let (trace, header_id, header_parent) = resolve_trace(req.headers());
+        let trace = TraceContext::from_headers(req.headers());
+        let header_id = HeaderValue::from_bytes(trace.id().as_bytes()).ok();
+        let header_parent = HeaderValue::from_bytes(&trace.traceparent_bytes()).ok();
         let sampled = settings.sample_rate >= 1.0
             || (settings.sample_rate > 0.0 && fastrand::f64() < settings.sample_rate);
         let started = Instant::now();
@@ -598,14 +475,16 @@ where
         req.extensions_mut().insert(trace);
         let fut = self.service.call(req);
         Box::pin(async move {
-            let result = fut.await;
+            // An error from inner middleware becomes its response here, so that it too counts
+            // with its real status and carries the trace headers.
+            let mut res = fut.await.map_err(Answered::new);
             let mut header_id = header_id;
             if let Some(mut guard) = guard {
                 let elapsed = started.elapsed();
                 if let Some(done) = guard.finish() {
-                    let status = match &result {
-                        Ok(res) => res.status(),
-                        Err(e) => e.as_response_error().status_code(),
+                    let status = match &res {
+                        Ok(r) => r.status(),
+                        Err(a) => a.response.status(),
                     };
                     let worker = &guard.worker;
                     let slow_ms = worker.shared.settings.slow_threshold_ms;
@@ -625,16 +504,38 @@ where
                     header_id = done.trace_id;
                 }
             }
-            let mut res = result?;
-            let headers = res.headers_mut();
+            let headers = match &mut res {
+                Ok(r) => r.headers_mut(),
+                Err(a) => a.response.headers_mut(),
+            };
             if let Some(v) = header_id {
-                headers.insert(X_TRACE_ID_HEADER, v);
+                headers.insert(X_TRACE_ID, v);
             }
             if let Some(v) = header_parent {
-                headers.insert(TRACEPARENT_HEADER, v);
+                headers.insert(TRACEPARENT, v);
             }
-            Ok(res)
+            res.map_err(Answered::into_error)
         })
+    }
+}
+
+/// An error from inner middleware with the response it stands for, so the tracer can decorate
+/// the response before the error travels on (the request is gone by then, so it cannot be
+/// turned into a `ServiceResponse` here).
+struct Answered {
+    error: actix_web::Error,
+    response: actix_web::HttpResponse,
+}
+
+impl Answered {
+    fn new(error: actix_web::Error) -> Self {
+        let response = error.error_response();
+        Answered { error, response }
+    }
+
+    /// An error that answers with the decorated response.
+    fn into_error(self) -> actix_web::Error {
+        actix_web::error::InternalError::from_response(self.error, self.response).into()
     }
 }
 
@@ -666,66 +567,6 @@ fn slow_request(shared: &Shared, request: &InFlight, status: u16, elapsed: Durat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::HeaderMap;
-
-    fn is_lower_hex(s: &str, len: usize) -> bool {
-        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    }
-
-    #[test]
-    fn new_ids_have_the_shape_the_header_parser_gives_them() {
-        for _ in 0..1_000 {
-            let (t, id, parent) = resolve_trace(&HeaderMap::new());
-            assert!(is_lower_hex(&t.trace_id, 32), "{t:?}");
-            assert!(is_lower_hex(&t.span_id, 16), "{t:?}");
-            assert_ne!(&t.trace_id[..16], "0000000000000000");
-            assert_ne!(&t.trace_id[16..], "0000000000000000");
-            assert_ne!(t.span_id, "0000000000000000");
-            assert_eq!(t.id, t.trace_id);
-            assert_eq!(t.flags, 1);
-            assert_eq!(id.unwrap().to_str().unwrap(), t.id);
-            assert_eq!(parent.unwrap().to_str().unwrap(), t.traceparent());
-        }
-    }
-
-    #[test]
-    fn hex_is_lowercase_and_most_significant_first() {
-        let mut out = [0u8; 16];
-        write_hex(&mut out, 0x0123_4567_89ab_cdef);
-        assert_eq!(&out, b"0123456789abcdef");
-        let mut out = [0u8; 2];
-        write_hex(&mut out, 0x0a);
-        assert_eq!(&out, b"0a");
-    }
-
-    #[test]
-    fn incoming_trace_headers_go_through_the_parser() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            TRACEPARENT_HEADER,
-            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
-        );
-        let (t, id, parent) = resolve_trace(&h);
-        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(t.flags, 0);
-        assert_eq!(id.unwrap().to_str().unwrap(), t.trace_id);
-        assert_eq!(parent.unwrap().to_str().unwrap(), t.traceparent());
-        let mut h = HeaderMap::new();
-        h.insert(X_TRACE_ID_HEADER, HeaderValue::from_static("req-42"));
-        let (t, id, _) = resolve_trace(&h);
-        assert_eq!(t.id, "req-42");
-        assert_eq!(id.unwrap(), "req-42");
-    }
-
-    #[test]
-    fn the_traceparent_header_is_what_traceparent_formats() {
-        let (mut t, _, _) = resolve_trace(&HeaderMap::new());
-        for flags in [0u8, 1, 0x0a, 0xff] {
-            t.flags = flags;
-            let v = traceparent_header(&t).unwrap();
-            assert_eq!(v.to_str().unwrap(), t.traceparent());
-        }
-    }
 
     fn key(route: &str, status_class: u8) -> SeriesId {
         SeriesId {
@@ -822,5 +663,54 @@ mod tests {
         let at = started_at(now, Duration::from_millis(1_500));
         assert_eq!((now - at).num_milliseconds(), 1_500);
         assert_eq!(started_at(now, Duration::MAX), now);
+    }
+
+    #[actix_web::test]
+    async fn an_error_from_inner_middleware_is_counted_with_its_status_and_keeps_the_trace_headers()
+    {
+        use crate::actors::metrics_store::GetRouteStats;
+        use crate::domain::metric::Window;
+        use actix::Actor;
+        use actix_web::{error::ErrorForbidden, middleware::from_fn, test, web, App, HttpResponse};
+
+        let metrics = MetricsStore::new(10).start();
+        let bus = EventBus::new(10).start();
+        let mut settings = crate::config::Settings::for_tests().tracer;
+        settings.flush_interval_ms = 5;
+        let tracer =
+            RequestTracer::new(settings, metrics.clone(), bus, InFlightRegistry::default());
+        let app = test::init_service(
+            App::new()
+                .wrap(from_fn(
+                    |_: ServiceRequest, _: actix_web::middleware::Next<_>| async {
+                        Err::<ServiceResponse, _>(ErrorForbidden("nope"))
+                    },
+                ))
+                .wrap(tracer)
+                .route("/guarded", web::get().to(HttpResponse::Ok)),
+        )
+        .await;
+        let req = test::TestRequest::get()
+            .uri("/guarded")
+            .insert_header(("x-trace-id", "req-7"))
+            .to_request();
+        let err = test::try_call_service(&app, req)
+            .await
+            .expect_err("the inner middleware refused");
+        let res = err.error_response();
+        assert_eq!(res.status(), 403);
+        assert_eq!(res.headers().get("x-trace-id").unwrap(), "req-7");
+        assert!(res.headers().contains_key("traceparent"));
+
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let routes = metrics.send(GetRouteStats(Window::M1)).await.unwrap();
+            if let Some(r) = routes.iter().find(|r| r.route == "/guarded") {
+                assert_eq!((r.count, r.client_errors, r.errors), (1, 1, 0));
+                break;
+            }
+            assert!(Instant::now() < deadline, "never recorded: {routes:?}");
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

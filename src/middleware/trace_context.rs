@@ -1,68 +1,162 @@
 //! Trace identity of a request: from `traceparent` (W3C), else `X-Trace-Id`, else new.
+//!
+//! Ids are kept as fixed-size hex arrays, not strings: a request without trace headers (the
+//! common case) gets its ids without a heap allocation, and the `traceparent` value is written
+//! into a stack buffer.
 
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{HeaderMap, HeaderName};
 
 /// Header carrying the trace id, as the original.
-pub const X_TRACE_ID: &str = "x-trace-id";
+pub const X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
 /// W3C Trace Context header.
-pub const TRACEPARENT: &str = "traceparent";
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Length of a `traceparent` value: `00-<32 hex>-<16 hex>-<2 hex>`.
+pub const TRACEPARENT_LEN: usize = 55;
 
 /// The trace a request belongs to. Handlers can read it from the request extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
-    /// What `X-Trace-Id` carries: the caller's id when it sent a usable one, else `trace_id`.
-    pub id: String,
-    /// 32 lowercase hex digits (W3C trace-id).
-    pub trace_id: String,
-    /// This server's span, 16 lowercase hex digits.
-    pub span_id: String,
-    /// W3C trace flags.
-    pub flags: u8,
+    trace_id: [u8; 32],
+    span_id: [u8; 16],
+    flags: u8,
+    /// The caller's `X-Trace-Id`, when it sent a usable one.
+    given_id: Option<Box<str>>,
 }
 
 impl TraceContext {
+    /// A new root trace: random trace and span ids, sampled flag set.
+    pub fn new_root() -> Self {
+        let mut trace_id = [0u8; 32];
+        write_hex(&mut trace_id[..16], fastrand::u64(1..));
+        write_hex(&mut trace_id[16..], fastrand::u64(1..));
+        TraceContext {
+            trace_id,
+            span_id: new_span_id(),
+            flags: 1,
+            given_id: None,
+        }
+    }
+
     /// Resolve the trace from request headers.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let get = |name| headers.get(name).and_then(|v| v.to_str().ok());
-        let parent = get(TRACEPARENT).and_then(parse_traceparent);
-        let given = get(X_TRACE_ID).map(str::trim).filter(|v| valid_id(v));
-        let (trace_id, flags) = match (parent, given) {
-            (Some((trace_id, flags)), _) => (trace_id, flags),
-            (None, Some(id)) if is_hex(id, 32) && !is_zero(id) => (id.to_ascii_lowercase(), 1),
-            _ => (random_hex(2), 1),
-        };
-        TraceContext {
-            id: given.map(str::to_owned).unwrap_or_else(|| trace_id.clone()),
-            trace_id,
-            span_id: random_hex(1),
-            flags,
+        let parent = headers.get(&TRACEPARENT);
+        let given = headers.get(&X_TRACE_ID);
+        if parent.is_none() && given.is_none() {
+            return Self::new_root();
         }
+        let parent = parent
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_traceparent);
+        let given = given
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| valid_id(v));
+        let mut trace = match (parent, given) {
+            (Some((trace_id, flags)), _) => TraceContext {
+                trace_id,
+                span_id: new_span_id(),
+                flags,
+                given_id: None,
+            },
+            (None, Some(id)) => match hex_array::<32>(id) {
+                Some(trace_id) => TraceContext {
+                    trace_id: trace_id.map(|b| b.to_ascii_lowercase()),
+                    span_id: new_span_id(),
+                    flags: 1,
+                    given_id: None,
+                },
+                None => Self::new_root(),
+            },
+            (None, None) => Self::new_root(),
+        };
+        if let Some(id) = given.filter(|id| *id != trace.trace_id()) {
+            trace.given_id = Some(Box::from(id));
+        }
+        trace
+    }
+
+    /// What `X-Trace-Id` carries: the caller's id when it sent a usable one, else the trace id.
+    pub fn id(&self) -> &str {
+        self.given_id.as_deref().unwrap_or_else(|| self.trace_id())
+    }
+
+    /// 32 lowercase hex digits (W3C trace-id).
+    pub fn trace_id(&self) -> &str {
+        std::str::from_utf8(&self.trace_id).unwrap_or_default()
+    }
+
+    /// This server's span, 16 lowercase hex digits.
+    pub fn span_id(&self) -> &str {
+        std::str::from_utf8(&self.span_id).unwrap_or_default()
+    }
+
+    /// W3C trace flags.
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+
+    /// The `traceparent` value naming this server's span, as bytes.
+    pub fn traceparent_bytes(&self) -> [u8; TRACEPARENT_LEN] {
+        let mut buf = [0u8; TRACEPARENT_LEN];
+        buf[..3].copy_from_slice(b"00-");
+        buf[3..35].copy_from_slice(&self.trace_id);
+        buf[35] = b'-';
+        buf[36..52].copy_from_slice(&self.span_id);
+        buf[52] = b'-';
+        write_hex(&mut buf[53..], u64::from(self.flags));
+        buf
     }
 
     /// The `traceparent` value naming this server's span.
     pub fn traceparent(&self) -> String {
-        format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, self.flags)
+        String::from_utf8_lossy(&self.traceparent_bytes()).into_owned()
     }
 }
 
+fn new_span_id() -> [u8; 16] {
+    let mut span = [0u8; 16];
+    write_hex(&mut span, fastrand::u64(1..));
+    span
+}
+
+/// The last `out.len() / 2` bytes of `value` as lowercase hex, most significant first.
+fn write_hex(out: &mut [u8], value: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digits = out.len();
+    for (i, d) in out.iter_mut().enumerate() {
+        let shift = 4 * (digits - 1 - i);
+        *d = DIGITS[((value >> shift) & 0xf) as usize];
+    }
+}
+
+/// `s` as `N` hex digits that are not all zero.
+fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let bytes: [u8; N] = s.as_bytes().try_into().ok()?;
+    (bytes.iter().all(u8::is_ascii_hexdigit) && !bytes.iter().all(|&b| b == b'0')).then_some(bytes)
+}
+
 /// `version-traceid-parentid-flags`; returns the trace id and flags when well-formed.
-fn parse_traceparent(value: &str) -> Option<(String, u8)> {
+fn parse_traceparent(value: &str) -> Option<([u8; 32], u8)> {
     let mut parts = value.trim().split('-');
     let (version, trace, parent, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let version_ok = is_hex(version, 2) && version != "ff";
+    let version_ok =
+        version.len() == 2 && version.bytes().all(|b| b.is_ascii_hexdigit()) && version != "ff";
     // Version 00 has exactly four fields; later versions may append more.
     if !version_ok || (version == "00" && parts.next().is_some()) {
         return None;
     }
     let lower = |s: &str| s.bytes().all(|b| !b.is_ascii_uppercase());
-    if !(is_hex(trace, 32) && lower(trace) && !is_zero(trace)) {
+    if !(lower(trace) && lower(parent)) {
         return None;
     }
-    if !(is_hex(parent, 16) && lower(parent) && !is_zero(parent) && is_hex(flags, 2)) {
-        return None;
-    }
-    Some((trace.to_owned(), u8::from_str_radix(flags, 16).ok()?))
+    let trace = hex_array::<32>(trace)?;
+    hex_array::<16>(parent)?;
+    let flags = u8::from_str_radix(flags, 16)
+        .ok()
+        .filter(|_| flags.len() == 2)?;
+    Some((trace, flags))
 }
 
 /// A caller-supplied id we are willing to echo: 1–128 visible, header-safe characters.
@@ -73,51 +167,52 @@ fn valid_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-fn is_zero(s: &str) -> bool {
-    s.bytes().all(|b| b == b'0')
-}
-
-/// `words` × 64 random bits as lowercase hex, never all zero.
-fn random_hex(words: usize) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(words * 16);
-    for _ in 0..words {
-        let _ = write!(out, "{:016x}", fastrand::u64(1..));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::{HeaderName, HeaderValue};
+    use actix_web::http::header::HeaderValue;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    fn headers(pairs: &[(HeaderName, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(
-                HeaderName::from_static(k),
-                HeaderValue::from_str(v).unwrap(),
-            );
+            h.insert(k.clone(), HeaderValue::from_str(v).unwrap());
         }
         h
+    }
+
+    fn is_lower_hex(s: &str, len: usize) -> bool {
+        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }
+
+    #[test]
+    fn a_new_root_has_well_formed_non_zero_ids() {
+        for _ in 0..1_000 {
+            let t = TraceContext::new_root();
+            assert!(is_lower_hex(t.trace_id(), 32), "{t:?}");
+            assert!(is_lower_hex(t.span_id(), 16), "{t:?}");
+            assert_ne!(&t.trace_id()[..16], "0000000000000000");
+            assert_ne!(&t.trace_id()[16..], "0000000000000000");
+            assert_ne!(t.span_id(), "0000000000000000");
+            assert_eq!(t.id(), t.trace_id());
+            assert_eq!(
+                t.traceparent(),
+                format!("00-{}-{}-01", t.trace_id(), t.span_id())
+            );
+        }
     }
 
     #[test]
     fn a_valid_traceparent_sets_the_trace_and_keeps_its_flags() {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
-        let t = TraceContext::from_headers(&headers(&[("traceparent", tp)]));
-        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(t.id, t.trace_id);
-        assert_eq!(t.flags, 0);
-        assert_ne!(t.span_id, "00f067aa0ba902b7");
+        let t = TraceContext::from_headers(&headers(&[(TRACEPARENT, tp)]));
+        assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.id(), t.trace_id());
+        assert_eq!(t.flags(), 0);
+        assert_ne!(t.span_id(), "00f067aa0ba902b7");
         assert!(t
             .traceparent()
             .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(t.traceparent().ends_with("-00"));
     }
 
     #[test]
@@ -126,21 +221,30 @@ mod tests {
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
             "garbage",
         ] {
-            let t = TraceContext::from_headers(&headers(&[("traceparent", bad)]));
-            assert_ne!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", "{bad}");
-            assert_eq!(t.trace_id.len(), 32);
+            let t = TraceContext::from_headers(&headers(&[(TRACEPARENT, bad)]));
+            assert_ne!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736", "{bad}");
+            assert!(is_lower_hex(t.trace_id(), 32), "{bad}");
         }
     }
 
     #[test]
     fn x_trace_id_is_echoed_and_unsafe_values_are_replaced() {
-        let t = TraceContext::from_headers(&headers(&[("x-trace-id", "req-42")]));
-        assert_eq!(t.id, "req-42");
-        assert_eq!(t.trace_id.len(), 32);
-        let t = TraceContext::from_headers(&headers(&[("x-trace-id", "a b<script>")]));
-        assert_eq!(t.id, t.trace_id);
+        let t = TraceContext::from_headers(&headers(&[(X_TRACE_ID, "req-42")]));
+        assert_eq!(t.id(), "req-42");
+        assert!(is_lower_hex(t.trace_id(), 32));
+        let t = TraceContext::from_headers(&headers(&[(X_TRACE_ID, "a b<script>")]));
+        assert_eq!(t.id(), t.trace_id());
+        // A 32-hex X-Trace-Id becomes the W3C trace id as well.
+        let t = TraceContext::from_headers(&headers(&[(
+            X_TRACE_ID,
+            "4BF92F3577B34DA6A3CE929D0E0E4736",
+        )]));
+        assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.id(), "4BF92F3577B34DA6A3CE929D0E0E4736");
     }
 }
