@@ -114,9 +114,9 @@ const BATCH_VIA_SCRATCH: usize = 32;
 /// Slot lengths (seconds) and slot counts of the three rings.
 const RINGS: [(u64, usize); 3] = [(10, 8), (60, 7), (300, 14)];
 
-/// `value` in the histogram's integer unit, clamped to its range.
+/// `value` in the histogram's integer unit (negative values count as 0).
 fn scaled(unit: Unit, value: f64) -> u64 {
-    ((value * unit.scale()).round().max(0.0) as u64).min(unit.highest())
+    (value * unit.scale()).round().max(0.0) as u64
 }
 
 fn ring_for(window: Window) -> usize {
@@ -202,34 +202,44 @@ impl Series {
             })
     }
 
-    /// Record `values` taken at `now`. A large batch is recorded once into `scratch` (a
-    /// histogram of the same unit) and then added to each ring's slot: one histogram update
-    /// per sample instead of one per ring.
-    fn record(&mut self, values: &[f64], now: f64, scratch: &mut Option<Histogram<u32>>) {
-        let Some(&last) = values.last() else {
+    /// Record samples already in the histogram's integer unit (see [`Unit::scale`]), taken
+    /// at `now`. A large batch is recorded once into `scratch` (a histogram of the same unit)
+    /// and then added to each ring's slot: one histogram update per sample instead of one per
+    /// ring. Sum, min and max are kept unclamped, so `max` reports outliers the histogram
+    /// saturates.
+    fn record<T: Copy + Into<u64>>(
+        &mut self,
+        scaled: &[T],
+        now: f64,
+        scratch: &mut Option<Histogram<u32>>,
+    ) {
+        let Some(&last) = scaled.last() else {
             return;
         };
-        let (mut sum, mut min, mut max) = (0.0, f64::INFINITY, f64::NEG_INFINITY);
-        for &v in values {
-            sum += v;
+        let (mut sum, mut min, mut max) = (0u64, u64::MAX, 0u64);
+        for &v in scaled {
+            let v: u64 = v.into();
+            sum = sum.saturating_add(v);
             min = min.min(v);
             max = max.max(v);
         }
         let unit = self.unit;
-        let batch = if values.len() >= BATCH_VIA_SCRATCH {
+        let batch = if scaled.len() >= BATCH_VIA_SCRATCH {
             if scratch.is_none() {
                 *scratch = Self::new_hist(unit);
             }
             scratch.as_mut().map(|h| {
                 h.reset();
-                for &v in values {
-                    h.saturating_record(scaled(unit, v));
+                for &v in scaled {
+                    h.saturating_record(v.into());
                 }
                 &*h
             })
         } else {
             None
         };
+        let scale = unit.scale();
+        let (sum, min, max) = (sum as f64 / scale, min as f64 / scale, max as f64 / scale);
         for slot in self.current_slots(now) {
             if let Some(h) = slot.hist.as_mut() {
                 match batch {
@@ -237,17 +247,15 @@ impl Series {
                     Some(b) => {
                         let _ = h.add(b);
                     }
-                    None => values
-                        .iter()
-                        .for_each(|&v| h.saturating_record(scaled(unit, v))),
+                    None => scaled.iter().for_each(|&v| h.saturating_record(v.into())),
                 }
             }
-            slot.count += values.len() as u64;
+            slot.count += scaled.len() as u64;
             slot.sum += sum;
             slot.min = slot.min.min(min);
             slot.max = slot.max.max(max);
         }
-        self.last = last;
+        self.last = last.into() as f64 / scale;
         self.last_at = now;
     }
 
@@ -342,17 +350,30 @@ impl SeriesTable {
     /// Record `values` into the series `key`, created if there is room. `now` is in Unix
     /// seconds. Returns false when the series would exceed the cap (the values are counted).
     pub fn record(&mut self, key: &SeriesKey, unit: Unit, values: &[f64], now: f64) -> bool {
+        let scaled: Vec<u64> = values.iter().map(|&v| scaled(unit, v)).collect();
+        self.record_scaled(key, unit, &scaled, now)
+    }
+
+    /// Like [`SeriesTable::record`], with values already in the histogram's integer unit
+    /// (microseconds for [`Unit::Ms`]): the tracer's batches take this path.
+    pub fn record_scaled<T: Copy + Into<u64>>(
+        &mut self,
+        key: &SeriesKey,
+        unit: Unit,
+        scaled: &[T],
+        now: f64,
+    ) -> bool {
         if !self.series.contains_key(key) {
             if self.series.len() >= self.max_series {
-                self.rejected += values.len() as u64;
+                self.rejected += scaled.len() as u64;
                 return false;
             }
             self.series.insert(key.clone(), Series::new(unit, now));
         }
         if let Some(series) = self.series.get_mut(key) {
             let scratch = &mut self.scratch[series.unit as usize];
-            series.record(values, now, scratch);
-            self.ingested += values.len() as u64;
+            series.record(scaled, now, scratch);
+            self.ingested += scaled.len() as u64;
         }
         true
     }
@@ -531,7 +552,6 @@ impl Handler<IngestApi> for MetricsStore {
 
     fn handle(&mut self, msg: IngestApi, _: &mut Self::Context) {
         let now = now_secs();
-        let mut values = Vec::new();
         for (key, micros) in msg.samples {
             let route = if key.route.is_empty() {
                 UNMATCHED_ROUTE.to_owned()
@@ -549,9 +569,8 @@ impl Handler<IngestApi> for MetricsStore {
                     ),
                 ],
             );
-            values.clear();
-            values.extend(micros.iter().map(|&us| us as f64 / 1_000.0));
-            self.table.record(&series, Unit::Ms, &values, now);
+            // Microseconds are the integer unit of a latency series.
+            self.table.record_scaled(&series, Unit::Ms, &micros, now);
         }
     }
 }

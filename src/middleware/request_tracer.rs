@@ -444,7 +444,7 @@ where
             return Box::pin(self.service.call(req));
         }
         let trace = TraceContext::from_headers(req.headers());
-        let header_id = HeaderValue::from_bytes(trace.id().as_bytes()).ok();
+        let header_id = HeaderValue::from_bytes(trace.id_bytes()).ok();
         let header_parent = HeaderValue::from_bytes(&trace.traceparent_bytes()).ok();
         let sampled = settings.sample_rate >= 1.0
             || (settings.sample_rate > 0.0 && fastrand::f64() < settings.sample_rate);

@@ -81,6 +81,15 @@ impl TraceContext {
         self.given_id.as_deref().unwrap_or_else(|| self.trace_id())
     }
 
+    /// [`TraceContext::id`] as bytes, without a UTF-8 check (the response header is built
+    /// from it on every request).
+    pub fn id_bytes(&self) -> &[u8] {
+        match &self.given_id {
+            Some(id) => id.as_bytes(),
+            None => &self.trace_id,
+        }
+    }
+
     /// 32 lowercase hex digits (W3C trace-id).
     pub fn trace_id(&self) -> &str {
         std::str::from_utf8(&self.trace_id).unwrap_or_default()
@@ -120,13 +129,24 @@ fn new_span_id() -> [u8; 16] {
     span
 }
 
+/// Each byte as its two lowercase hex digits: one lookup per byte on the request path.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
+        i += 1;
+    }
+    table
+};
+
 /// The last `out.len() / 2` bytes of `value` as lowercase hex, most significant first.
 fn write_hex(out: &mut [u8], value: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digits = out.len();
-    for (i, d) in out.iter_mut().enumerate() {
-        let shift = 4 * (digits - 1 - i);
-        *d = DIGITS[((value >> shift) & 0xf) as usize];
+    let bytes = value.to_be_bytes();
+    let skip = bytes.len().saturating_sub(out.len() / 2);
+    for (pair, &b) in out.chunks_exact_mut(2).zip(&bytes[skip..]) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
     }
 }
 
@@ -194,6 +214,7 @@ mod tests {
             assert_ne!(&t.trace_id()[16..], "0000000000000000");
             assert_ne!(t.span_id(), "0000000000000000");
             assert_eq!(t.id(), t.trace_id());
+            assert_eq!(t.id_bytes(), t.id().as_bytes());
             assert_eq!(
                 t.traceparent(),
                 format!("00-{}-{}-01", t.trace_id(), t.span_id())
@@ -236,6 +257,7 @@ mod tests {
     fn x_trace_id_is_echoed_and_unsafe_values_are_replaced() {
         let t = TraceContext::from_headers(&headers(&[(X_TRACE_ID, "req-42")]));
         assert_eq!(t.id(), "req-42");
+        assert_eq!(t.id_bytes(), b"req-42");
         assert!(is_lower_hex(t.trace_id(), 32));
         let t = TraceContext::from_headers(&headers(&[(X_TRACE_ID, "a b<script>")]));
         assert_eq!(t.id(), t.trace_id());
