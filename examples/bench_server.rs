@@ -96,25 +96,7 @@ fn selfheal_settings(port: u16) -> Result<selfheal::Settings, String> {
 /// Stop the server on SIGINT or SIGTERM (graceful, 1 s at most).
 fn stop_on_signal(handle: actix_web::dev::ServerHandle) {
     actix_web::rt::spawn(async move {
-        #[cfg(unix)]
-        {
-            use actix_web::rt::signal::unix::{signal, SignalKind};
-            use futures_util::future::select;
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
-                    let int = std::pin::pin!(actix_web::rt::signal::ctrl_c());
-                    let term = std::pin::pin!(term.recv());
-                    select(int, term).await;
-                }
-                Err(_) => {
-                    let _ = actix_web::rt::signal::ctrl_c().await;
-                }
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = actix_web::rt::signal::ctrl_c().await;
-        }
+        selfheal::startup::shutdown_signal().await;
         handle.stop(true).await;
     });
 }

@@ -93,7 +93,7 @@ impl Application {
 pub async fn serve(server: Server, selfheal: SelfHeal) -> std::io::Result<()> {
     let handle = server.handle();
     actix_web::rt::spawn(async move {
-        let signal = wait_for_signal().await;
+        let signal = shutdown_signal().await;
         log::info!("{signal} received: draining HTTP, then stopping the agents");
         handle.stop(true).await;
     });
@@ -102,13 +102,20 @@ pub async fn serve(server: Server, selfheal: SelfHeal) -> std::io::Result<()> {
     result
 }
 
-/// The first of SIGINT or SIGTERM.
-async fn wait_for_signal() -> &'static str {
+/// Wait for the first of SIGINT or SIGTERM; returns its name.
+pub async fn shutdown_signal() -> &'static str {
     #[cfg(unix)]
     {
         use actix_web::rt::signal::unix::{signal, SignalKind};
+        use futures_util::future::{select, Either};
         match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio_select(actix_web::rt::signal::ctrl_c(), term.recv()).await,
+            Ok(mut term) => {
+                let int = std::pin::pin!(actix_web::rt::signal::ctrl_c());
+                match select(int, std::pin::pin!(term.recv())).await {
+                    Either::Left(_) => "SIGINT",
+                    Either::Right(_) => "SIGTERM",
+                }
+            }
             Err(e) => {
                 log::warn!("cannot listen for SIGTERM ({e}); only SIGINT stops the server");
                 let _ = actix_web::rt::signal::ctrl_c().await;
@@ -120,18 +127,5 @@ async fn wait_for_signal() -> &'static str {
     {
         let _ = actix_web::rt::signal::ctrl_c().await;
         "SIGINT"
-    }
-}
-
-#[cfg(unix)]
-async fn tokio_select<A, B, T, U>(int: A, term: B) -> &'static str
-where
-    A: std::future::Future<Output = T>,
-    B: std::future::Future<Output = U>,
-{
-    use futures_util::future::{select, Either};
-    match select(std::pin::pin!(int), std::pin::pin!(term)).await {
-        Either::Left(_) => "SIGINT",
-        Either::Right(_) => "SIGTERM",
     }
 }
