@@ -16,15 +16,12 @@
 //! What keeps the per-request cost low (measured in docs/BENCHMARKS.md):
 //! - two clock reads (start, end); an in-flight request's wall-clock start is derived from its
 //!   age only when `/traces` asks;
-//! - no `format!`: new ids are hex-encoded (a byte at a time) into one buffer both response
-//!   header values are copied from, and the header names are constants (a `&str` lookup in a
-//!   `HeaderMap` parses, and for a custom name allocates, the name on every call);
-//! - the trace context is moved into the request extensions, not cloned; a request without
-//!   trace headers gets its new ids without going through the header parser;
+//! - no `format!` and no heap for new ids: [`TraceContext`] holds fixed-size hex arrays and
+//!   writes `traceparent` into a stack buffer; the header names are constants;
+//! - the trace context is moved into the request extensions, not cloned;
 //! - route patterns are interned per worker: a path that is its own pattern (a static route)
-//!   is looked up (with a cheap hash: see [`FxHasher`]) without re-running the router, and the
-//!   in-flight entry and the batch share the interned pattern; the `ApiKey` strings are built
-//!   once per series per flush;
+//!   is looked up without re-running the router, and the in-flight entry and the batch share
+//!   the interned pattern; the `ApiKey` strings are built once per series per flush;
 //! - nothing is cloned for the in-flight entry: the tracer takes it back when the request ends
 //!   and reuses its parts; consecutive requests to the same series append to the batch without
 //!   hashing the key.
