@@ -2,8 +2,9 @@
 //!
 //! Messages in: [`Publish`] (fire and forget), [`Subscribe`], [`Unsubscribe`], and the queries
 //! [`GetHistory`] and [`GetBusStats`]. Messages out: [`Deliver`] to each subscriber of the
-//! event's channel. Delivery is `do_send`-style: a slow subscriber never blocks the publisher;
-//! a subscriber whose mailbox is closed is dropped on the next publish to its channel.
+//! event's channel. Delivery is `try_send`: a slow subscriber never blocks the publisher, and
+//! an event its full mailbox cannot take is dropped and counted (`dropped_deliveries`); a
+//! subscriber whose mailbox is closed is unsubscribed on the next publish to its channel.
 //!
 //! Restart policy: infrastructure actor under actix's `Supervisor`; its handlers do not panic.
 
@@ -62,6 +63,8 @@ pub struct BusStats {
     pub history_size: usize,
     pub history_capacity: usize,
     pub published: u64,
+    /// Deliveries dropped because a subscriber's mailbox was full.
+    pub dropped_deliveries: u64,
 }
 
 struct Subscription {
@@ -77,6 +80,7 @@ pub struct EventBus {
     subscribers: HashMap<Channel, Vec<Subscription>>,
     next_id: u64,
     published: u64,
+    dropped: u64,
 }
 
 impl EventBus {
@@ -88,6 +92,7 @@ impl EventBus {
             subscribers: HashMap::new(),
             next_id: 1,
             published: 0,
+            dropped: 0,
         }
     }
 }
@@ -108,9 +113,18 @@ impl Handler<Publish> for EventBus {
             self.history.pop_front();
         }
         self.history.push_back(event.clone());
+        let dropped = &mut self.dropped;
         if let Some(subs) = self.subscribers.get_mut(&event.channel) {
             subs.retain(|s| match s.recipient.try_send(Deliver(event.clone())) {
-                Ok(()) | Err(SendError::Full(_)) => true,
+                Ok(()) => true,
+                Err(SendError::Full(_)) => {
+                    *dropped += 1;
+                    log::warn!(
+                        "event bus: {} is not keeping up; an event was dropped",
+                        s.subscriber
+                    );
+                    true
+                }
                 Err(SendError::Closed(_)) => false,
             });
         }
@@ -187,6 +201,7 @@ impl Handler<GetBusStats> for EventBus {
             history_size: self.history.len(),
             history_capacity: self.capacity,
             published: self.published,
+            dropped_deliveries: self.dropped,
         }
     }
 }
