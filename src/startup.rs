@@ -75,11 +75,6 @@ impl Application {
         &self.selfheal
     }
 
-    /// A handle to stop the HTTP server.
-    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
-    }
-
     /// Serve until SIGINT/SIGTERM (or a stop through the server handle); see [`serve`].
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         serve(self.server, self.selfheal).await

@@ -217,7 +217,6 @@ impl<A: Agent> AgentActor<A> {
                     agent: A::NAME.to_owned(),
                     error,
                     restarts: self.restarts,
-                    next_state: AgentState::Restarting,
                 },
             );
         }

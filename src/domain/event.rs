@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::agent::AgentState;
 use super::health::Overall;
 
 /// The original's channel names, plus `agent-failed`.
@@ -116,7 +115,6 @@ pub enum Payload {
         agent: String,
         error: String,
         restarts: u32,
-        next_state: AgentState,
     },
     /// An agent exceeded its restart intensity (channel `agent-failed`).
     AgentFailed {
