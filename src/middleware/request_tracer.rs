@@ -1,7 +1,7 @@
 //! `RequestTracer`: actix-web middleware that traces every request at next to no cost.
 //!
-//! Per request: resolve the trace id ([`TraceContext`]), put it in the request extensions and
-//! on the response (`X-Trace-Id`, `traceparent`); when sampled, list the request as in flight
+//! Per request: resolve the trace id ([`TraceContext`]), make it the request task's current
+//! trace ([`TraceContext::current`]) and put it on the response (`X-Trace-Id`, `traceparent`); when sampled, list the request as in flight
 //! and, when it ends, add its latency to the worker's local batch under
 //! (method, route pattern, status class). Never the raw path: `/users/7` and `/users/8` are
 //! one series, `/users/{id}`; requests that match no route share `__unmatched__`.
@@ -18,7 +18,7 @@
 //!   age only when `/traces` asks;
 //! - no `format!` and no heap for new ids: [`TraceContext`] holds fixed-size hex arrays and
 //!   writes `traceparent` into a stack buffer; the header names are constants;
-//! - the trace context is moved into the request extensions, not cloned;
+//! - the trace context is moved into a task-local scope: no clone, no boxed extension;
 //! - route patterns are interned per worker: a path that is its own pattern (a static route)
 //!   is looked up without re-running the router, and the in-flight entry and the batch share
 //!   the interned pattern; the `ApiKey` strings are built once per series per flush;
@@ -38,7 +38,6 @@ use actix::Addr;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::HeaderValue;
 use actix_web::http::Method;
-use actix_web::HttpMessage;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use slab::Slab;
@@ -468,9 +467,12 @@ where
         } else {
             (header_id, None)
         };
-        // Moved, not cloned: from here on the response headers carry the ids.
-        req.extensions_mut().insert(trace);
-        let fut = self.service.call(req);
+        // The rest of the request runs with its trace as the task's current one (moved, not
+        // cloned: the response headers are already built).
+        // The inner service is called inside the scope too: middleware below us may do work
+        // at call time.
+        let service = self.service.clone();
+        let fut = trace.scope(async move { service.call(req).await });
         Box::pin(async move {
             // An error from inner middleware becomes its response here, so that it too counts
             // with its real status and carries the trace headers.
@@ -708,6 +710,47 @@ mod tests {
             }
             assert!(Instant::now() < deadline, "never recorded: {routes:?}");
             actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_handler_sees_its_request_s_trace_as_the_current_one() {
+        use actix::Actor;
+        use actix_web::{test, web, App, HttpResponse};
+
+        let tracer = RequestTracer::new(
+            crate::config::Settings::for_tests().tracer,
+            MetricsStore::new(10).start(),
+            EventBus::new(10).start(),
+            InFlightRegistry::default(),
+        );
+        let app = test::init_service(App::new().wrap(tracer).route(
+            "/whoami",
+            web::get().to(|| async {
+                actix_web::rt::task::yield_now().await;
+                let id = TraceContext::current().map(|t| t.id().to_owned());
+                HttpResponse::Ok().body(id.unwrap_or_default())
+            }),
+        ))
+        .await;
+        for given in [None, Some("req-99")] {
+            let mut req = test::TestRequest::get().uri("/whoami");
+            if let Some(id) = given {
+                req = req.insert_header(("x-trace-id", id));
+            }
+            let res = test::call_service(&app, req.to_request()).await;
+            let header = res
+                .headers()
+                .get("x-trace-id")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let body = test::read_body(res).await;
+            assert_eq!(std::str::from_utf8(&body).unwrap(), header);
+            if let Some(id) = given {
+                assert_eq!(header, id);
+            }
         }
     }
 }

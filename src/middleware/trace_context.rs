@@ -3,6 +3,10 @@
 //! Ids are kept as fixed-size hex arrays, not strings: a request without trace headers (the
 //! common case) gets its ids without a heap allocation, and the `traceparent` value is written
 //! into a stack buffer.
+//!
+//! The tracer runs the rest of the request inside a task-local scope holding its trace, so
+//! anything the request's handler awaits — a database query on a pooled connection, say — can
+//! ask [`TraceContext::current`] which request it belongs to, without the request at hand.
 
 use actix_web::http::header::{HeaderMap, HeaderName};
 
@@ -14,7 +18,11 @@ pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// Length of a `traceparent` value: `00-<32 hex>-<16 hex>-<2 hex>`.
 pub const TRACEPARENT_LEN: usize = 55;
 
-/// The trace a request belongs to. Handlers can read it from the request extensions.
+tokio::task_local! {
+    static CURRENT: TraceContext;
+}
+
+/// The trace a request belongs to: [`TraceContext::current`] inside the request's task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
     trace_id: [u8; 32],
@@ -25,6 +33,17 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
+    /// The trace of the request being served, from its handler or anything it awaits; `None`
+    /// outside a traced request (no tracer, an excluded path, or another task).
+    pub fn current() -> Option<TraceContext> {
+        CURRENT.try_with(TraceContext::clone).ok()
+    }
+
+    /// Run `work` with this trace as the current one.
+    pub async fn scope<F: std::future::Future>(self, work: F) -> F::Output {
+        CURRENT.scope(self, work).await
+    }
+
     /// A new root trace: random trace and span ids, sampled flag set.
     pub fn new_root() -> Self {
         let mut trace_id = [0u8; 32];
@@ -251,6 +270,21 @@ mod tests {
             assert_ne!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736", "{bad}");
             assert!(is_lower_hex(t.trace_id(), 32), "{bad}");
         }
+    }
+
+    #[actix_web::test]
+    async fn the_current_trace_is_the_scope_s_in_its_task_and_none_outside() {
+        assert_eq!(TraceContext::current(), None);
+        let t = TraceContext::new_root();
+        let seen = t
+            .clone()
+            .scope(async {
+                actix_web::rt::task::yield_now().await;
+                TraceContext::current()
+            })
+            .await;
+        assert_eq!(seen, Some(t));
+        assert_eq!(TraceContext::current(), None);
     }
 
     #[test]
