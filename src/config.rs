@@ -351,8 +351,8 @@ impl Settings {
                 admin_token_file: r.string("SYSTEM_ADMIN_TOKEN_FILE", ".selfheal/admin-token"),
                 max_body_bytes: r.int("SYSTEM_MAX_BODY_BYTES", 65_536, 1, 1 << 30) as usize,
             },
-            database_url: r.url("DATABASE_URL", &["postgres", "postgresql"]),
-            redis_url: r.url("REDIS_URL", &["redis", "rediss"]),
+            database_url: r.url("DATABASE_URL", &["postgres", "postgresql"], ""),
+            redis_url: r.url("REDIS_URL", &["redis", "rediss"], ""),
             thresholds: Thresholds {
                 api_response_ms: r.ms("API_RESPONSE_THRESHOLD_MS", 500),
                 api_error_rate_percent: r.percent("API_ERROR_RATE_THRESHOLD", 1.0),
@@ -386,10 +386,8 @@ impl Settings {
             diagnostic: DiagnosticSettings {
                 anthropic_api_key: r.optional("ANTHROPIC_API_KEY"),
                 anthropic_base_url: r
-                    .url("ANTHROPIC_BASE_URL", &["http", "https"])
-                    .unwrap_or_else(|| {
-                        r.default_of("ANTHROPIC_BASE_URL", "https://api.anthropic.com")
-                    }),
+                    .url("ANTHROPIC_BASE_URL", &["http", "https"], ANTHROPIC_BASE_URL)
+                    .unwrap_or_else(|| ANTHROPIC_BASE_URL.to_owned()),
                 ai_model: r.string("DIAGNOSTIC_AI_MODEL", "claude-sonnet-4-20250514"),
                 max_logs: r.int("DIAGNOSTIC_MAX_LOGS", 1000, 0, 1_000_000) as usize,
                 confidence_threshold: r.fraction("DIAGNOSTIC_CONFIDENCE_THRESHOLD", 0.8),
@@ -423,7 +421,7 @@ impl Settings {
                 auto_optimize: r.bool("PERF_AUTO_OPTIMIZE", true),
             },
             notify: NotifySettings {
-                slack_webhook_url: r.url("SLACK_WEBHOOK_URL", &["http", "https"]),
+                slack_webhook_url: r.url("SLACK_WEBHOOK_URL", &["http", "https"], ""),
                 slack_channel: r.string("SLACK_CHANNEL", "#system-alerts"),
                 slack_mention: r.string("SLACK_MENTION", "@channel"),
                 pagerduty_api_key: r.optional("PAGERDUTY_API_KEY"),
@@ -454,6 +452,9 @@ impl Settings {
         }
     }
 }
+
+/// Default base URL of the Anthropic Messages API.
+const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 
 impl Intervals {
     /// `ms` as a tick interval, `None` when it is 0 (off).
@@ -488,14 +489,6 @@ impl<'a> Reader<'a> {
             .filter(|v| !v.is_empty())
     }
 
-    /// Records that `key`'s default is `default` (for knobs whose parse does not know it).
-    fn default_of(&mut self, key: &'static str, default: &str) -> String {
-        if let Some(entry) = self.seen.iter_mut().find(|(k, _)| *k == key) {
-            entry.1 = default.to_owned();
-        }
-        default.to_owned()
-    }
-
     fn problem(&mut self, key: &str, value: &str, what: &str) {
         self.problems.push(format!("{key}={value:?}: {what}"));
     }
@@ -517,8 +510,11 @@ impl<'a> Reader<'a> {
             .collect()
     }
 
-    fn url(&mut self, key: &'static str, schemes: &[&str]) -> Option<String> {
-        let v = self.raw(key, "")?;
+    /// A URL with one of `schemes`; `default` (empty: none) when unset.
+    fn url(&mut self, key: &'static str, schemes: &[&str], default: &str) -> Option<String> {
+        let Some(v) = self.raw(key, default) else {
+            return (!default.is_empty()).then(|| default.to_owned());
+        };
         let ok = v
             .split_once("://")
             .is_some_and(|(scheme, rest)| schemes.contains(&scheme) && !rest.is_empty());
