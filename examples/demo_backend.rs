@@ -8,8 +8,14 @@
 //! - `GET /demo/error?rate=R`: answers 500 with probability R (0.0–1.0), else 200.
 //! - `GET /demo/alloc?mb=N`: allocates and keeps N MiB (1–1024 per call, 4 GiB in all);
 //!   `POST /demo/alloc/free` releases it.
+//! - `GET /demo/orders?customer=ID`: a customer's orders from `demo_orders` (200 000 seeded
+//!   rows), filtered on an unindexed column: a slow query (needs `DATABASE_URL`).
+//! - `GET /demo/n-plus-one?n=N`: one query, then N more, per request (needs `DATABASE_URL`).
 //! - `POST` (or `GET`) `/demo/panic-agent?name=Monitor`: makes the agent panic (only with
 //!   `SELFHEAL_DEMO_FAULTS=1`; the route does not exist otherwise).
+
+#[path = "demo_backend/orders.rs"]
+mod orders;
 
 use std::process::ExitCode;
 use std::sync::{Mutex, PoisonError};
@@ -19,6 +25,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use serde::Deserialize;
 use serde_json::json;
 
+use diesel_async::pooled_connection::deadpool::Pool;
 use selfheal::{SelfHeal, Settings};
 
 /// Memory held by `/demo/alloc`, released by `/demo/alloc/free`.
@@ -160,12 +167,41 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The demo's own table, through a pool with selfheal's query logger installed.
+    let db = match sh.settings.database_url.clone() {
+        None => {
+            log::warn!("no DATABASE_URL: /demo/orders and /demo/n-plus-one answer 503");
+            orders::DemoDb(None)
+        }
+        Some(url) => {
+            let pool = Pool::builder(sh.query_logger().manager(&url))
+                .max_size(sh.settings.database.pool_size)
+                .build();
+            match pool {
+                Ok(pool) => {
+                    sh.watch_pool("demo", pool.clone());
+                    match orders::prepare(&pool, orders::SEED_ROWS).await {
+                        Ok(n) => log::info!("demo_orders ready: {n} rows"),
+                        Err(e) => log::error!("demo_orders could not be prepared: {e}"),
+                    }
+                    orders::DemoDb(Some(pool))
+                }
+                Err(e) => {
+                    log::error!("demo pool: {e}");
+                    orders::DemoDb(None)
+                }
+            }
+        }
+    };
+    let db = web::Data::new(db);
     let hoard = web::Data::new(Hoard::default());
     let app_sh = sh.clone();
     let server = HttpServer::new(move || {
         let mut app = App::new()
             .wrap(app_sh.tracer())
             .app_data(hoard.clone())
+            .app_data(db.clone())
+            .configure(orders::configure)
             .app_data(web::Data::new(app_sh.clone()))
             .route("/demo/items/{id}", web::get().to(item))
             .route("/demo/slow", web::get().to(slow))

@@ -29,6 +29,10 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// `REDIS_URL`: Redis; unset means no Redis.
     pub redis_url: Option<String>,
+    /// Postgres pool, write-behind queue and query logger.
+    pub database: DatabaseSettings,
+    /// Redis pool and key prefix.
+    pub redis: RedisSettings,
     /// Alerting thresholds; `0` turns a rule off.
     pub thresholds: Thresholds,
     /// Agent tick intervals; `0` means the agent does not tick.
@@ -74,6 +78,44 @@ pub struct ServerSettings {
     pub admin_token_file: String,
     /// `SYSTEM_MAX_BODY_BYTES`: larger request bodies on system routes get 413.
     pub max_body_bytes: usize,
+}
+
+/// Postgres pool, write-behind queue and query logger.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `DB_POOL_SIZE`: connections in selfheal's own pool.
+    pub pool_size: usize,
+    /// `DB_TIMEOUT_MS`: connect, checkout and statement timeout of selfheal's own queries.
+    pub timeout_ms: u64,
+    /// `DB_WRITE_QUEUE_MAX`: records held while Postgres is unreachable; more are refused
+    /// (counted and logged).
+    pub write_queue_max: usize,
+    /// `DB_WRITE_BATCH`: records per write transaction.
+    pub write_batch: usize,
+    /// `DB_WRITE_FLUSH_MS`: how often queued records are written.
+    pub write_flush_ms: u64,
+    /// `STORE_MEMORY_ROWS`: rows per table kept in memory (standalone store, and the mirror
+    /// that answers reads while Postgres is down).
+    pub memory_rows: usize,
+    /// `METRICS_PERSIST_INTERVAL_MS`: how often one-minute rollups are written; `0` is off.
+    pub persist_interval_ms: u64,
+    /// `DB_LOG_ALL_QUERIES`: log every instrumented query at debug level (keep off in
+    /// production).
+    pub log_all_queries: bool,
+    /// `QUERY_MAX_FINGERPRINTS`: distinct query fingerprints tracked; more are counted, not
+    /// stored.
+    pub max_fingerprints: usize,
+}
+
+/// Redis pool and key prefix.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `REDIS_KEY_PREFIX`: every key selfheal writes starts with it.
+    pub key_prefix: String,
+    /// `REDIS_POOL_SIZE`.
+    pub pool_size: usize,
+    /// `REDIS_TIMEOUT_MS`: connect and command timeout.
+    pub timeout_ms: u64,
 }
 
 /// Alerting thresholds (seed defaults). `0` turns the rule off.
@@ -353,6 +395,22 @@ impl Settings {
             },
             database_url: r.url("DATABASE_URL", &["postgres", "postgresql"], ""),
             redis_url: r.url("REDIS_URL", &["redis", "rediss"], ""),
+            database: DatabaseSettings {
+                pool_size: r.int("DB_POOL_SIZE", 10, 1, 1_000) as usize,
+                timeout_ms: r.int("DB_TIMEOUT_MS", 2_000, 1, 600_000),
+                write_queue_max: r.int("DB_WRITE_QUEUE_MAX", 100_000, 1, 100_000_000) as usize,
+                write_batch: r.int("DB_WRITE_BATCH", 500, 1, 5_000) as usize,
+                write_flush_ms: r.int("DB_WRITE_FLUSH_MS", 1_000, 1, 600_000),
+                memory_rows: r.int("STORE_MEMORY_ROWS", 10_000, 1, 10_000_000) as usize,
+                persist_interval_ms: r.ms("METRICS_PERSIST_INTERVAL_MS", 60_000),
+                log_all_queries: r.bool("DB_LOG_ALL_QUERIES", false),
+                max_fingerprints: r.int("QUERY_MAX_FINGERPRINTS", 1_000, 1, 1_000_000) as usize,
+            },
+            redis: RedisSettings {
+                key_prefix: r.string("REDIS_KEY_PREFIX", "selfheal:"),
+                pool_size: r.int("REDIS_POOL_SIZE", 8, 1, 1_000) as usize,
+                timeout_ms: r.int("REDIS_TIMEOUT_MS", 2_000, 1, 600_000),
+            },
             thresholds: Thresholds {
                 api_response_ms: r.ms("API_RESPONSE_THRESHOLD_MS", 500),
                 api_error_rate_percent: r.percent("API_ERROR_RATE_THRESHOLD", 1.0),

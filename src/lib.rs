@@ -40,10 +40,13 @@
 pub mod actors;
 pub mod agents;
 pub mod config;
+pub mod db;
 pub mod domain;
 pub mod http;
 pub mod middleware;
+pub mod redis;
 pub mod startup;
+pub mod store;
 pub mod system;
 
 pub use config::Settings;

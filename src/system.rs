@@ -9,18 +9,22 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use crate::actors::agent::AgentContext;
 use crate::actors::event_bus::{EventBus, Publish};
-use crate::actors::metrics_store::MetricsStore;
+use crate::actors::metrics_store::{MetricsOptions, MetricsStore, PersistOptions, PersistRollups};
 use crate::actors::supervisor::{InjectAgentPanic, Registry, StopAll, SystemSupervisor};
 use crate::config::Settings;
+use crate::db::{PgPool, PoolRegistry, QueryCollector, QueryLogger, QueryLoggerOptions};
 use crate::domain::event::{Event, Payload};
 use crate::middleware::request_tracer::{InFlightRegistry, RequestTracer};
+use crate::redis::RedisHandle;
+use crate::store::{Store, StoreError};
 
 /// Why the system could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +37,10 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("DATABASE_URL: {0}")]
+    Database(#[from] StoreError),
+    #[error("{0}")]
+    Redis(String),
 }
 
 /// Handles to the running system. Cheap to clone; held by handlers in `web::Data`.
@@ -43,6 +51,14 @@ pub struct SelfHeal {
     pub metrics: Addr<MetricsStore>,
     pub supervisor: Addr<SystemSupervisor>,
     pub in_flight: InFlightRegistry,
+    /// History: Postgres behind a write-behind queue, or memory (standalone).
+    pub store: Store,
+    /// Redis, when `REDIS_URL` is set.
+    pub redis: Option<RedisHandle>,
+    /// Postgres pools the Monitor watches and `/queries` shows.
+    pub pools: PoolRegistry,
+    query_logger: QueryLogger,
+    instance_id: Uuid,
     admin_token: Arc<str>,
     started: Instant,
     started_at: DateTime<Utc>,
@@ -59,22 +75,65 @@ impl SelfHeal {
     pub async fn start_with(settings: Settings, registry: Registry) -> Result<Self, StartError> {
         let admin_token = admin_token(&settings)?;
         let settings = Arc::new(settings);
+        let instance_id = Uuid::new_v4();
+        let store = Store::from_settings(&settings)?;
+        let pools = PoolRegistry::default();
+        if let Some(pg) = store.pg() {
+            pools.add("selfheal", pg.pool().clone());
+        }
+        let redis = match &settings.redis_url {
+            Some(url) => Some(
+                RedisHandle::new(
+                    url,
+                    &settings.redis.key_prefix,
+                    settings.redis.pool_size,
+                    Duration::from_millis(settings.redis.timeout_ms),
+                )
+                .map_err(StartError::Redis)?,
+            ),
+            None => None,
+        };
         let history = settings.metrics.event_history;
         let bus = Supervisor::start(move |_| EventBus::new(history));
-        let max_series = settings.metrics.max_series;
-        let metrics = Supervisor::start(move |_| MetricsStore::new(max_series));
+        let metrics_options = MetricsOptions {
+            max_series: settings.metrics.max_series,
+            max_fingerprints: settings.database.max_fingerprints,
+            slow_query_ms: settings.thresholds.db_slow_query_ms,
+            persist: Some(PersistOptions {
+                store: store.clone(),
+                instance_id,
+                every: Duration::from_millis(settings.database.persist_interval_ms),
+            }),
+        };
+        let metrics = Supervisor::start(move |_| MetricsStore::with_options(metrics_options));
+        let query_logger = QueryLogger::new(QueryLoggerOptions {
+            slow_threshold: Duration::from_millis(settings.thresholds.db_slow_query_ms),
+            log_all_queries: settings.database.log_all_queries,
+        });
+        {
+            let (logger, metrics, bus) = (query_logger.clone(), metrics.clone(), bus.clone());
+            let every = Duration::from_millis(settings.tracer.flush_interval_ms.max(1));
+            let max_texts = settings.database.max_fingerprints;
+            Supervisor::start(move |_| QueryCollector::new(logger, metrics, bus, every, max_texts));
+        }
         let cx = AgentContext {
             settings: settings.clone(),
             bus: bus.clone(),
             metrics: metrics.clone(),
+            store: store.clone(),
+            redis: redis.clone(),
+            pools: pools.clone(),
+            instance_id,
         };
         let supervisor = SystemSupervisor::start(registry, cx).await;
         let agents = supervisor.started_names();
         let supervisor = supervisor.start();
         let started_at = Utc::now();
         log::info!(
-            "selfheal {} started; agents running: {}",
+            "selfheal {} started (instance {instance_id}; store: {}; redis: {}); agents running: {}",
             env!("CARGO_PKG_VERSION"),
+            store.backend(),
+            if redis.is_some() { "on" } else { "off" },
             if agents.is_empty() {
                 "none".to_owned()
             } else {
@@ -95,6 +154,11 @@ impl SelfHeal {
             metrics,
             supervisor,
             in_flight: InFlightRegistry::default(),
+            store,
+            redis,
+            pools,
+            query_logger,
+            instance_id,
             admin_token,
             started: Instant::now(),
             started_at,
@@ -114,6 +178,23 @@ impl SelfHeal {
     /// `GET /health` and `/api/v1/system/*`, for `App::configure`.
     pub fn routes(&self) -> impl FnOnce(&mut actix_web::web::ServiceConfig) {
         crate::http::routes::configure(self.clone())
+    }
+
+    /// The query logger, to install on the host app's diesel-async pool:
+    /// `Pool::builder(selfheal.query_logger().manager(&url))`.
+    pub fn query_logger(&self) -> QueryLogger {
+        self.query_logger.clone()
+    }
+
+    /// Watch a host pool: the Monitor grades its usage against `DB_POOL_THRESHOLD` and
+    /// `/api/v1/system/queries` shows its status.
+    pub fn watch_pool(&self, name: &str, pool: PgPool) {
+        self.pools.add(name, pool);
+    }
+
+    /// This process's id (rollup rows and the Redis heartbeat carry it).
+    pub fn instance_id(&self) -> Uuid {
+        self.instance_id
     }
 
     /// The admin token the system routes accept.
@@ -155,6 +236,21 @@ impl SelfHeal {
         )));
         if self.supervisor.send(StopAll).await.is_err() {
             log::warn!("the supervisor was gone before shutdown");
+        }
+        // The running minute's rollups, then everything queued, into Postgres.
+        let _ = self
+            .metrics
+            .send(PersistRollups {
+                include_current: true,
+            })
+            .await;
+        let wait = Duration::from_millis(self.settings.database.timeout_ms.saturating_mul(2));
+        if !self.store.flush(wait).await {
+            let queued = self.store.status().writer.map_or(0, |w| w.queued);
+            log::error!(
+                "database: {queued} queued record(s) could not be written before shutdown ({} ms)",
+                wait.as_millis()
+            );
         }
         log::info!("selfheal stopped");
     }

@@ -14,7 +14,11 @@ use actix::Addr;
 use crate::actors::event_bus::{EventBus, Publish};
 use crate::actors::metrics_store::MetricsStore;
 use crate::config::Settings;
+use crate::db::PoolRegistry;
 use crate::domain::event::{Channel, Event, Payload};
+use crate::redis::RedisHandle;
+use crate::store::Store;
+use uuid::Uuid;
 
 /// An error an agent reports from `build` or `tick`.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -28,12 +32,20 @@ impl AgentError {
     }
 }
 
-/// What every agent can reach: settings and the infrastructure actors.
+/// What every agent can reach: settings, the infrastructure actors and the data layer.
 #[derive(Clone)]
 pub struct AgentContext {
     pub settings: Arc<Settings>,
     pub bus: Addr<EventBus>,
     pub metrics: Addr<MetricsStore>,
+    /// History (Postgres with write-behind, or memory).
+    pub store: Store,
+    /// Redis, when `REDIS_URL` is set.
+    pub redis: Option<RedisHandle>,
+    /// Postgres pools to watch (selfheal's own and the host's).
+    pub pools: PoolRegistry,
+    /// This process, among instances sharing a database or Redis.
+    pub instance_id: Uuid,
 }
 
 impl AgentContext {

@@ -21,10 +21,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use hdrhistogram::Histogram;
 
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::actors::query_stats::{QueryReport, QueryTable};
+use crate::db::query_logger::IngestQueries;
 use crate::domain::health::HealthReport;
 use crate::domain::metric::{
-    RouteStats, SeriesKey, SeriesStats, Unit, Window, API_RESPONSE_TIME, UNMATCHED_ROUTE,
+    RouteStats, SeriesKey, SeriesStats, Unit, Window, API_RESPONSE_TIME, DB_QUERY_TIME,
+    UNMATCHED_ROUTE,
 };
+use crate::store::{HealthMetricRow, Record, Store};
 
 /// A request's series as the tracer aggregates it: method, route pattern, status class.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -106,6 +113,22 @@ pub struct StoreStats {
     pub rejected_samples: u64,
     /// Samples accepted since start.
     pub ingested_samples: u64,
+}
+
+/// One series over one minute.
+#[derive(Debug, Clone)]
+pub struct Rollup {
+    pub key: SeriesKey,
+    pub unit: Unit,
+    /// Unix seconds.
+    pub bucket_start: u64,
+    pub count: u64,
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
 }
 
 /// From this many samples, a batch is recorded once and added to the rings' slots.
@@ -485,6 +508,47 @@ impl SeriesTable {
         out
     }
 
+    /// One-minute rollups of every series for the minutes in `from..to` (minute numbers since
+    /// the Unix epoch), from the one-minute ring (which holds the last 7 minutes).
+    pub fn rollups(&self, from: u64, to: u64) -> Vec<Rollup> {
+        let (slot_len, _) = RINGS[1];
+        let mut out = Vec::new();
+        for (k, s) in &self.series {
+            for slot in &s.rings[1] {
+                if slot.count == 0 || slot.epoch < from || slot.epoch >= to {
+                    continue;
+                }
+                let q = |p: f64| {
+                    slot.hist
+                        .as_ref()
+                        .map(|h| {
+                            (h.value_at_quantile(p) as f64 / s.unit.scale())
+                                .clamp(slot.min, slot.max)
+                        })
+                        .unwrap_or(slot.max)
+                };
+                out.push(Rollup {
+                    key: k.clone(),
+                    unit: s.unit,
+                    bucket_start: slot.epoch * slot_len,
+                    count: slot.count,
+                    mean: slot.sum / slot.count as f64,
+                    min: slot.min,
+                    max: slot.max,
+                    p50: q(0.50),
+                    p95: q(0.95),
+                    p99: q(0.99),
+                });
+            }
+        }
+        out.sort_by(|a, b| {
+            a.bucket_start
+                .cmp(&b.bucket_start)
+                .then_with(|| a.key.name.cmp(&b.key.name))
+        });
+        out
+    }
+
     /// Drop series with no sample newer than the longest window.
     pub fn sweep(&mut self, now: f64) {
         let horizon = Window::H1.secs() as f64 + RINGS[2].0 as f64;
@@ -513,21 +577,117 @@ pub fn status_class_label(class: u8) -> &'static str {
     }
 }
 
-/// The actor owning the [`SeriesTable`] and the latest health report.
+/// What the `MetricsStore` is built from (kept for restarts).
+#[derive(Clone)]
+pub struct MetricsOptions {
+    pub max_series: usize,
+    pub max_fingerprints: usize,
+    /// Executions from this long on are listed as slow queries (`0`: none).
+    pub slow_query_ms: u64,
+    /// Where one-minute rollups go, and how often; `None` keeps them in memory only.
+    pub persist: Option<PersistOptions>,
+}
+
+/// Rollup persistence.
+#[derive(Clone)]
+pub struct PersistOptions {
+    pub store: Store,
+    /// Identifies this process's rows (with the series and the minute).
+    pub instance_id: Uuid,
+    pub every: Duration,
+}
+
+/// The actor owning the [`SeriesTable`], the query statistics and the latest health report.
 pub struct MetricsStore {
     table: SeriesTable,
+    queries: QueryTable,
     health: HealthReport,
-    max_series: usize,
+    options: MetricsOptions,
+    /// Minutes before this one (minute number since the epoch) have been persisted.
+    persisted_until: u64,
 }
 
 impl MetricsStore {
-    /// A store holding at most `max_series` series.
+    /// A store holding at most `max_series` series, nothing persisted.
     pub fn new(max_series: usize) -> Self {
-        MetricsStore {
-            table: SeriesTable::new(max_series),
-            health: HealthReport::unknown(),
+        Self::with_options(MetricsOptions {
             max_series,
+            max_fingerprints: 1_000,
+            slow_query_ms: 500,
+            persist: None,
+        })
+    }
+
+    /// A store built from `options`.
+    pub fn with_options(options: MetricsOptions) -> Self {
+        MetricsStore {
+            table: SeriesTable::new(options.max_series),
+            queries: QueryTable::new(options.max_fingerprints, options.slow_query_ms),
+            health: HealthReport::unknown(),
+            options,
+            persisted_until: 0,
         }
+    }
+
+    /// Write the rollups of the minutes not yet persisted; with `include_current`, the
+    /// running minute too (at shutdown: nothing later will be recorded). Returns the rows.
+    fn persist(&mut self, include_current: bool) -> usize {
+        let Some(p) = &self.options.persist else {
+            return 0;
+        };
+        let minute = now_secs() as u64 / RINGS[1].0;
+        let to = if include_current { minute + 1 } else { minute };
+        if to <= self.persisted_until {
+            return 0;
+        }
+        let rollups = self.table.rollups(self.persisted_until, to);
+        let n = rollups.len();
+        for r in rollups {
+            p.store
+                .write(Record::HealthMetric(rollup_row(&r, p.instance_id)));
+        }
+        self.persisted_until = to;
+        n
+    }
+}
+
+/// The component a metric belongs to (the original's `component` column).
+fn component_of(name: &str) -> &'static str {
+    match name.split('_').next().unwrap_or("") {
+        "api" => "api",
+        "db" => "database",
+        "redis" => "redis",
+        "process" => "process",
+        "external" => "external",
+        _ => "system",
+    }
+}
+
+fn rollup_row(r: &Rollup, instance_id: Uuid) -> HealthMetricRow {
+    let tags: serde_json::Map<String, serde_json::Value> = r
+        .key
+        .tags
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    HealthMetricRow {
+        id: Uuid::new_v4(),
+        metric_name: r.key.name.clone(),
+        metric_value: r.mean,
+        metric_unit: Some(r.unit.label().to_owned()),
+        component: component_of(&r.key.name).to_owned(),
+        severity: "normal".to_owned(),
+        tags: serde_json::Value::Object(tags),
+        bucket_start: DateTime::<Utc>::from_timestamp(r.bucket_start as i64, 0).unwrap_or_default(),
+        bucket_seconds: RINGS[1].0 as i32,
+        sample_count: r.count as i64,
+        min_value: r.min,
+        max_value: r.max,
+        p50: r.p50,
+        p95: r.p95,
+        p99: r.p99,
+        instance_id,
+        created_at: Utc::now(),
     }
 }
 
@@ -536,14 +696,71 @@ impl Actor for MetricsStore {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(Duration::from_secs(60), |act, _| {
-            act.table.sweep(now_secs())
+            act.table.sweep(now_secs());
+            act.queries.sweep(Utc::now());
         });
+        if let Some(p) = &self.options.persist {
+            if !p.every.is_zero() {
+                ctx.run_interval(p.every, |act, _| {
+                    act.persist(false);
+                });
+            }
+        }
     }
 }
 
 impl Supervised for MetricsStore {
     fn restarting(&mut self, _: &mut Self::Context) {
-        *self = MetricsStore::new(self.max_series);
+        *self = MetricsStore::with_options(self.options.clone());
+    }
+}
+
+/// Persist rollups now (the timer does it every `METRICS_PERSIST_INTERVAL_MS`; shutdown
+/// does it with `include_current`). Answers the number of rows queued for writing.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "usize")]
+pub struct PersistRollups {
+    pub include_current: bool,
+}
+
+impl Handler<PersistRollups> for MetricsStore {
+    type Result = usize;
+
+    fn handle(&mut self, msg: PersistRollups, _: &mut Self::Context) -> usize {
+        self.persist(msg.include_current)
+    }
+}
+
+impl Handler<IngestQueries> for MetricsStore {
+    type Result = ();
+
+    fn handle(&mut self, msg: IngestQueries, _: &mut Self::Context) {
+        // The overall query latency is a series too (windows, rollups, forecasts).
+        let micros: Vec<u64> = msg.samples.iter().map(|s| s.micros).collect();
+        if !micros.is_empty() {
+            let key = SeriesKey::new(DB_QUERY_TIME, vec![("source".to_owned(), "app".to_owned())]);
+            self.table
+                .record_scaled(&key, Unit::Ms, &micros, now_secs());
+        }
+        self.queries.ingest(msg);
+    }
+}
+
+/// Query statistics: the top `limit` fingerprints, slow and failed executions, and those of
+/// one trace.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "QueryReport")]
+pub struct GetQueryReport {
+    pub limit: usize,
+    /// W3C trace id (32 hex digits).
+    pub trace_id: Option<String>,
+}
+
+impl Handler<GetQueryReport> for MetricsStore {
+    type Result = MessageResult<GetQueryReport>;
+
+    fn handle(&mut self, q: GetQueryReport, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.queries.report(q.limit, q.trace_id.as_deref()))
     }
 }
 

@@ -5,4 +5,5 @@ pub mod agent;
 pub mod event_bus;
 pub mod harness;
 pub mod metrics_store;
+pub mod query_stats;
 pub mod supervisor;

@@ -22,12 +22,15 @@ use sysinfo::{DiskRefreshKind, Disks, Pid, ProcessRefreshKind, ProcessesToUpdate
 use crate::actors::agent::{Agent, AgentContext, AgentError};
 use crate::actors::metrics_store::{Gauge, GetRouteStats, RecordGauges, RecordHealth};
 use crate::config::{Intervals, Settings, Thresholds};
+use crate::db::PoolStatus;
 use crate::domain::event::Payload;
 use crate::domain::health::{Check, CheckStatus, HealthReport, Overall};
 use crate::domain::metric::{
-    RouteStats, SeriesKey, Unit, Window, CPU_USAGE, DISK_USAGE, MEMORY_USAGE, PROCESS_CPU_USAGE,
-    PROCESS_MEMORY_RSS,
+    RouteStats, SeriesKey, Unit, Window, CPU_USAGE, DB_POOL_USAGE, DB_QUERY_TIME, DISK_USAGE,
+    MEMORY_USAGE, PROCESS_CPU_USAGE, PROCESS_MEMORY_RSS, REDIS_MEMORY_USAGE, REDIS_RESPONSE_TIME,
 };
+use crate::redis::{RedisHandle, RedisMemory};
+use crate::store::WriterStatus;
 
 /// One tick's host and process measurements.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -53,6 +56,8 @@ pub struct MonitorAgent {
     last: HostSample,
     overall: Overall,
     health_changes: u64,
+    last_deps: Dependencies,
+    heartbeats: u64,
 }
 
 impl MonitorAgent {
@@ -100,6 +105,26 @@ impl MonitorAgent {
         sample
     }
 
+    /// `<prefix>instance:<id>`: this instance is alive (expires after three intervals).
+    async fn heartbeat(&mut self, cx: &AgentContext, redis: &RedisHandle, overall: Overall) {
+        let every = Duration::from_millis(cx.settings.intervals.monitor_ms.max(1000));
+        let value = json!({
+            "instance_id": cx.instance_id,
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "overall": overall,
+            "at": Utc::now(),
+        })
+        .to_string();
+        match redis
+            .set_with_ttl(&format!("instance:{}", cx.instance_id), &value, every * 3)
+            .await
+        {
+            Ok(()) => self.heartbeats += 1,
+            Err(e) => log::debug!("redis heartbeat failed: {e}"),
+        }
+    }
+
     fn gauges(sample: &HostSample) -> Vec<Gauge> {
         let gauge = |name: &str, unit, value| Gauge {
             key: SeriesKey::new(name, Vec::new()),
@@ -123,6 +148,80 @@ impl MonitorAgent {
     }
 }
 
+/// Probe Postgres and Redis (each bounded by its timeout), concurrently.
+async fn probe_dependencies(cx: &AgentContext) -> Dependencies {
+    let database = async {
+        let pg = cx.store.pg()?;
+        let (query_ms, error) = match pg.ping().await {
+            Ok(d) => (Some(d.as_secs_f64() * 1000.0), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        Some(DbProbe {
+            query_ms,
+            error,
+            pools: cx.pools.statuses(),
+            writer: cx.store.status().writer,
+        })
+    };
+    let redis = async {
+        let r = cx.redis.as_ref()?;
+        Some(match r.ping().await {
+            Ok(d) => RedisProbe {
+                ping_ms: Some(d.as_secs_f64() * 1000.0),
+                error: None,
+                memory: r.memory().await.ok(),
+            },
+            Err(e) => RedisProbe {
+                ping_ms: None,
+                error: Some(e),
+                memory: None,
+            },
+        })
+    };
+    let (database, redis) = futures_util::future::join(database, redis).await;
+    Dependencies { database, redis }
+}
+
+fn dependency_gauges(deps: &Dependencies) -> Vec<Gauge> {
+    let mut out = Vec::new();
+    if let Some(db) = &deps.database {
+        if let Some(ms) = db.query_ms {
+            out.push(Gauge {
+                key: SeriesKey::new(
+                    DB_QUERY_TIME,
+                    vec![("source".into(), "health_check".into())],
+                ),
+                unit: Unit::Ms,
+                value: ms,
+            });
+        }
+        for p in &db.pools {
+            out.push(Gauge {
+                key: SeriesKey::new(DB_POOL_USAGE, vec![("pool".into(), p.name.clone())]),
+                unit: Unit::Percent,
+                value: p.usage_percent,
+            });
+        }
+    }
+    if let Some(r) = &deps.redis {
+        if let Some(ms) = r.ping_ms {
+            out.push(Gauge {
+                key: SeriesKey::new(REDIS_RESPONSE_TIME, Vec::new()),
+                unit: Unit::Ms,
+                value: ms,
+            });
+        }
+        if let Some(m) = r.memory.and_then(|m| m.percent()) {
+            out.push(Gauge {
+                key: SeriesKey::new(REDIS_MEMORY_USAGE, Vec::new()),
+                unit: Unit::Percent,
+                value: m,
+            });
+        }
+    }
+    out
+}
+
 /// A check graded against a percentage threshold.
 fn percent_check(name: &str, value: f64, threshold: f64, details: serde_json::Value) -> Check {
     let status = CheckStatus::grade_percent(value, threshold);
@@ -137,6 +236,7 @@ fn percent_check(name: &str, value: f64, threshold: f64, details: serde_json::Va
         },
         details,
         timestamp: Utc::now(),
+        optional: false,
     }
 }
 
@@ -182,27 +282,156 @@ fn api_check(routes: &[RouteStats], t: &Thresholds) -> Check {
             "error_rate_threshold": t.api_error_rate_percent, "breaches": breaches,
         }),
         timestamp: Utc::now(),
+        optional: false,
     }
 }
 
-/// A dependency this build does not connect to.
-fn dependency_check(url: &Option<String>) -> Check {
+/// One tick's probe of Postgres (when `DATABASE_URL` is set).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DbProbe {
+    /// The timed `SELECT 1`, when it answered.
+    pub query_ms: Option<f64>,
+    pub error: Option<String>,
+    pub pools: Vec<PoolStatus>,
+    pub writer: Option<WriterStatus>,
+}
+
+/// One tick's probe of Redis (when `REDIS_URL` is set).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RedisProbe {
+    /// The timed `PING`, when it answered.
+    pub ping_ms: Option<f64>,
+    pub error: Option<String>,
+    pub memory: Option<RedisMemory>,
+}
+
+/// The dependencies' probes; `None` when not configured.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Dependencies {
+    pub database: Option<DbProbe>,
+    pub redis: Option<RedisProbe>,
+}
+
+fn disabled_check() -> Check {
     Check {
         status: CheckStatus::Disabled,
         value: None,
         threshold: None,
         unit: "",
-        message: match url {
-            None => "not configured (standalone mode)".to_owned(),
-            Some(_) => "configured, but this build does not connect to it yet".to_owned(),
-        },
+        message: "not configured (standalone mode)".to_owned(),
         details: serde_json::Value::Null,
         timestamp: Utc::now(),
+        optional: false,
+    }
+}
+
+/// Postgres: `down` when `SELECT 1` fails; graded on its time (`DB_QUERY_THRESHOLD_MS`) and
+/// on the busiest pool's usage (`DB_POOL_THRESHOLD`); at least `degraded` while callers wait
+/// for a connection or the write-behind queue cannot write.
+fn database_check(probe: Option<&DbProbe>, t: &Thresholds) -> Check {
+    let Some(p) = probe else {
+        return disabled_check();
+    };
+    let busiest = p
+        .pools
+        .iter()
+        .max_by(|a, b| a.usage_percent.total_cmp(&b.usage_percent));
+    let details = json!({"pools": p.pools, "writer": p.writer, "error": p.error});
+    let writer_down = p
+        .writer
+        .as_ref()
+        .is_some_and(|w| w.state == crate::store::WriterState::Down);
+    let queued = p.writer.as_ref().map_or(0, |w| w.queued);
+    let (status, message) = match p.query_ms {
+        None => (
+            CheckStatus::Down,
+            format!(
+                "SELECT 1 failed: {}; {queued} write(s) queued",
+                p.error.as_deref().unwrap_or("no answer")
+            ),
+        ),
+        Some(ms) => {
+            let slow = CheckStatus::grade_open(ms, t.db_query_ms as f64);
+            let pool = busiest.map_or(CheckStatus::Healthy, |b| {
+                CheckStatus::grade_percent(b.usage_percent, t.db_pool_percent)
+            });
+            let waiting = p.pools.iter().any(|b| b.waiting > 0);
+            let mut status = slow.max(pool);
+            if waiting || writer_down {
+                status = status.max(CheckStatus::Degraded);
+            }
+            let mut message = format!("SELECT 1 in {ms:.1} ms");
+            if let Some(b) = busiest {
+                message.push_str(&format!(
+                    "; pool {} {:.0}% in use ({}/{}), {} waiting",
+                    b.name, b.usage_percent, b.in_use, b.max_size, b.waiting
+                ));
+            }
+            if writer_down {
+                message.push_str(&format!("; writes failing, {queued} queued"));
+            }
+            (status, message)
+        }
+    };
+    Check {
+        status,
+        value: p.query_ms,
+        threshold: (t.db_query_ms > 0).then_some(t.db_query_ms as f64),
+        unit: "ms",
+        message,
+        details,
+        timestamp: Utc::now(),
+        optional: false,
+    }
+}
+
+/// Redis: `down` when `PING` fails (optional: the overall verdict is then `degraded`);
+/// graded on the `PING` time (`REDIS_RESPONSE_THRESHOLD_MS`) and on used memory against
+/// `maxmemory` (`REDIS_MEMORY_THRESHOLD`) when a limit is set.
+fn redis_check(probe: Option<&RedisProbe>, t: &Thresholds) -> Check {
+    let Some(p) = probe else {
+        let mut c = disabled_check();
+        c.optional = true;
+        return c;
+    };
+    let memory_percent = p.memory.and_then(|m| m.percent());
+    let details = json!({"memory": p.memory, "memory_percent": memory_percent, "error": p.error});
+    let (status, message) = match p.ping_ms {
+        None => (
+            CheckStatus::Down,
+            format!("PING failed: {}", p.error.as_deref().unwrap_or("no answer")),
+        ),
+        Some(ms) => {
+            let slow = CheckStatus::grade_open(ms, t.redis_response_ms as f64);
+            let full = memory_percent.map_or(CheckStatus::Healthy, |m| {
+                CheckStatus::grade_percent(m, t.redis_memory_percent)
+            });
+            let mut message = format!("PING in {ms:.1} ms");
+            if let Some(m) = memory_percent {
+                message.push_str(&format!("; memory {m:.1}% of maxmemory"));
+            }
+            (slow.max(full), message)
+        }
+    };
+    Check {
+        status,
+        value: p.ping_ms,
+        threshold: (t.redis_response_ms > 0).then_some(t.redis_response_ms as f64),
+        unit: "ms",
+        message,
+        details,
+        timestamp: Utc::now(),
+        optional: true,
     }
 }
 
 /// The verdict for one tick's measurements.
-pub fn evaluate(sample: &HostSample, routes: &[RouteStats], settings: &Settings) -> HealthReport {
+pub fn evaluate(
+    sample: &HostSample,
+    routes: &[RouteStats],
+    deps: &Dependencies,
+    settings: &Settings,
+) -> HealthReport {
     let t = &settings.thresholds;
     let mut checks = vec![
         (
@@ -244,9 +473,9 @@ pub fn evaluate(sample: &HostSample, routes: &[RouteStats], settings: &Settings)
     checks.push(("api".to_owned(), api_check(routes, t)));
     checks.push((
         "database".to_owned(),
-        dependency_check(&settings.database_url),
+        database_check(deps.database.as_ref(), t),
     ));
-    checks.push(("redis".to_owned(), dependency_check(&settings.redis_url)));
+    checks.push(("redis".to_owned(), redis_check(deps.redis.as_ref(), t)));
     HealthReport::from_checks(checks)
 }
 
@@ -297,6 +526,8 @@ impl Agent for MonitorAgent {
             last: HostSample::default(),
             overall: Overall::Unknown,
             health_changes: 0,
+            last_deps: Dependencies::default(),
+            heartbeats: 0,
         })
     }
 
@@ -307,8 +538,16 @@ impl Agent for MonitorAgent {
             .send(GetRouteStats(Window::M1))
             .await
             .map_err(|e| AgentError::new(format!("metrics store unavailable: {e}")))?;
-        let report = evaluate(&sample, &routes, &cx.settings);
-        cx.metrics.do_send(RecordGauges(Self::gauges(&sample)));
+        let deps = probe_dependencies(cx).await;
+        let report = evaluate(&sample, &routes, &deps, &cx.settings);
+        let mut gauges = Self::gauges(&sample);
+        gauges.extend(dependency_gauges(&deps));
+        cx.metrics.do_send(RecordGauges(gauges));
+        if let Some(redis) = &cx.redis {
+            if deps.redis.as_ref().is_some_and(|r| r.ping_ms.is_some()) {
+                self.heartbeat(cx, redis, report.overall).await;
+            }
+        }
         if report.overall != self.overall {
             log::info!("health: {:?} -> {:?}", self.overall, report.overall);
             self.health_changes += 1;
@@ -323,6 +562,7 @@ impl Agent for MonitorAgent {
         }
         cx.metrics.do_send(RecordHealth(report));
         self.last = sample;
+        self.last_deps = deps;
         Ok(())
     }
 
@@ -331,6 +571,8 @@ impl Agent for MonitorAgent {
             "overall": self.overall,
             "health_changes": self.health_changes,
             "last_sample": self.last,
+            "dependencies": self.last_deps,
+            "heartbeats": self.heartbeats,
         })
     }
 }
@@ -357,6 +599,10 @@ mod tests {
         }
     }
 
+    fn none() -> Dependencies {
+        Dependencies::default()
+    }
+
     fn calm() -> HostSample {
         HostSample {
             memory_percent: 40.0,
@@ -370,7 +616,12 @@ mod tests {
     #[test]
     fn a_calm_host_with_fast_routes_is_healthy_and_dependencies_are_disabled() {
         let s = Settings::for_tests();
-        let r = evaluate(&calm(), &[route(20.0, 0, 100)], &s);
+        let r = evaluate(
+            &calm(),
+            &[route(20.0, 0, 100)],
+            &Dependencies::default(),
+            &s,
+        );
         assert_eq!(r.overall, Overall::Healthy);
         assert_eq!(r.checks["database"]["status"], "disabled");
         assert_eq!(r.checks["redis"]["status"], "disabled");
@@ -380,15 +631,15 @@ mod tests {
     fn slow_or_failing_routes_degrade_and_far_over_is_critical() {
         let s = Settings::for_tests();
         assert_eq!(
-            evaluate(&calm(), &[route(600.0, 0, 100)], &s).overall,
+            evaluate(&calm(), &[route(600.0, 0, 100)], &none(), &s).overall,
             Overall::Degraded
         );
         assert_eq!(
-            evaluate(&calm(), &[route(1500.0, 0, 100)], &s).overall,
+            evaluate(&calm(), &[route(1500.0, 0, 100)], &none(), &s).overall,
             Overall::Critical
         );
         // 1.5 % of 5xx against the 1 % threshold.
-        let r = evaluate(&calm(), &[route(20.0, 3, 200)], &s);
+        let r = evaluate(&calm(), &[route(20.0, 3, 200)], &none(), &s);
         assert_eq!(r.overall, Overall::Degraded);
         assert_eq!(r.checks["api"]["details"]["breaches"][0]["failing"], true);
     }
@@ -398,8 +649,8 @@ mod tests {
         let mut s = Settings::for_tests();
         let mut hot = calm();
         hot.memory_percent = 95.0;
-        assert_eq!(evaluate(&hot, &[], &s).overall, Overall::Critical);
+        assert_eq!(evaluate(&hot, &[], &none(), &s).overall, Overall::Critical);
         s.thresholds.memory_percent = 0.0;
-        assert_eq!(evaluate(&hot, &[], &s).overall, Overall::Healthy);
+        assert_eq!(evaluate(&hot, &[], &none(), &s).overall, Overall::Healthy);
     }
 }

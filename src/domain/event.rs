@@ -104,6 +104,12 @@ pub enum Payload {
         kind: &'static str,
         trace: SlowTrace,
     },
+    /// An instrumented query was slower than `DB_SLOW_QUERY_MS` (channel `metric`).
+    SlowQuery {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        query: SlowQuery,
+    },
     /// The Monitor's overall verdict changed (channel `health-check`).
     HealthChanged { previous: Overall, overall: Overall },
     /// An agent (re)started (channel `agent-started`).
@@ -133,6 +139,20 @@ pub enum Payload {
     },
 }
 
+/// The query carried by a slow-query event.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlowQuery {
+    /// Fingerprint id, 16 hex digits.
+    pub id: String,
+    /// The normalised statement (constants replaced), when known.
+    pub sql: Option<String>,
+    pub duration_ms: f64,
+    pub threshold_ms: u64,
+    /// W3C trace id of the request the query ran in.
+    pub trace_id: Option<String>,
+    pub error: Option<String>,
+}
+
 /// The trace summary carried by a slow-request event.
 #[derive(Debug, Clone, Serialize)]
 pub struct SlowTrace {
@@ -148,7 +168,7 @@ impl Payload {
     /// The channel this payload belongs on.
     pub fn channel(&self) -> Channel {
         match self {
-            Payload::SlowRequest { .. } => Channel::Metric,
+            Payload::SlowRequest { .. } | Payload::SlowQuery { .. } => Channel::Metric,
             Payload::HealthChanged { .. } => Channel::HealthCheck,
             Payload::AgentStarted { .. } => Channel::AgentStarted,
             Payload::AgentStopped { .. } => Channel::AgentStopped,

@@ -68,6 +68,10 @@ pub struct Check {
     /// Other measurements of the component.
     pub details: serde_json::Value,
     pub timestamp: DateTime<Utc>,
+    /// An optional dependency (Redis): the system keeps serving without it, so its being
+    /// down or critical makes the overall verdict `degraded`, not `critical`.
+    #[serde(skip)]
+    pub optional: bool,
 }
 
 /// The Monitor's verdict after a tick.
@@ -100,6 +104,7 @@ impl HealthReport {
             let level = match check.status {
                 CheckStatus::Healthy | CheckStatus::Disabled => Overall::Healthy,
                 CheckStatus::Degraded => Overall::Degraded,
+                CheckStatus::Critical | CheckStatus::Down if check.optional => Overall::Degraded,
                 CheckStatus::Critical | CheckStatus::Down => Overall::Critical,
             };
             if level != Overall::Healthy {
@@ -148,6 +153,7 @@ mod tests {
             message: String::new(),
             details: serde_json::Value::Null,
             timestamp: Utc::now(),
+            optional: false,
         };
         let r = HealthReport::from_checks(vec![
             ("a".into(), check(CheckStatus::Healthy)),

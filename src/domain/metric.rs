@@ -15,6 +15,16 @@ pub const PROCESS_MEMORY_RSS: &str = "process_memory_rss";
 /// CPU of this process over the last Monitor interval, percent of one core.
 pub const PROCESS_CPU_USAGE: &str = "process_cpu_usage";
 
+/// Query latency: instrumented app queries (`source=app`) and the Monitor's `SELECT 1`
+/// (`source=health_check`).
+pub const DB_QUERY_TIME: &str = "db_query_time";
+/// Pool connections in use, percent of the pool's size, tagged `pool`.
+pub const DB_POOL_USAGE: &str = "db_pool_usage";
+/// Redis `PING` round trip.
+pub const REDIS_RESPONSE_TIME: &str = "redis_response_time";
+/// Redis used memory, percent of `maxmemory`.
+pub const REDIS_MEMORY_USAGE: &str = "redis_memory_usage";
+
 /// Route label for requests that matched no route (never the raw path).
 pub const UNMATCHED_ROUTE: &str = "__unmatched__";
 
@@ -38,6 +48,15 @@ impl Unit {
             Unit::Ms => 1_000.0,
             Unit::Percent => 100.0,
             Unit::Bytes => 1.0 / 1024.0,
+        }
+    }
+
+    /// How the unit is written in stored rows.
+    pub fn label(self) -> &'static str {
+        match self {
+            Unit::Ms => "ms",
+            Unit::Percent => "%",
+            Unit::Bytes => "bytes",
         }
     }
 

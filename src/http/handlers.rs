@@ -3,19 +3,23 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
+use uuid::Uuid;
 
 use crate::actors::event_bus::{GetBusStats, GetHistory};
-use crate::actors::metrics_store::{GetHealth, GetRouteStats, GetStoreStats, QueryMetrics};
+use crate::actors::metrics_store::{
+    GetHealth, GetQueryReport, GetRouteStats, GetStoreStats, QueryMetrics,
+};
 use crate::actors::supervisor::{AgentLookupError, ListAgents, RestartAgent};
 use crate::domain::agent::{AgentState, AgentStatus};
 use crate::domain::event::Channel;
 use crate::domain::health::{HealthReport, Overall};
 use crate::domain::metric::{Window, API_RESPONSE_TIME};
 use crate::http::error::{ok, ApiError};
+use crate::store::{AuditRow, MetricHistoryQuery, Record};
 use crate::system::SelfHeal;
 
 type Sh = web::Data<SelfHeal>;
@@ -55,9 +59,39 @@ fn system_overall(sh: &SelfHeal, report: &HealthReport, agents: &[AgentStatus]) 
     (overall, stale)
 }
 
+/// Record an admin action in the audit log (`admin_audit_logs`).
+fn audit(
+    sh: &SelfHeal,
+    req: &HttpRequest,
+    action: &str,
+    resource: &str,
+    id: &str,
+    details: serde_json::Value,
+) {
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    sh.store.write(Record::Audit(AuditRow {
+        id: Uuid::new_v4(),
+        // One shared admin token: the actor is the token holder; a caller may name itself.
+        actor: header("x-admin-user").unwrap_or_else(|| "admin-token".to_owned()),
+        action: action.to_owned(),
+        resource: Some(resource.to_owned()),
+        resource_id: Some(id.to_owned()),
+        details,
+        ip_address: req.peer_addr().map(|a| a.ip().to_string()),
+        user_agent: header("user-agent"),
+        created_at: Utc::now(),
+    }));
+}
+
 fn system_block(sh: &SelfHeal) -> serde_json::Value {
     json!({
         "status": "running",
+        "store": sh.store.status(),
         "uptime": sh.uptime().as_millis() as u64,
         "started_at": sh.started_at(),
         "version": env!("CARGO_PKG_VERSION"),
@@ -189,10 +223,16 @@ pub async fn list_agents(sh: Sh) -> Result<HttpResponse, ApiError> {
 }
 
 /// `POST /api/v1/system/agents/{name}/restart` (name case-insensitive).
-pub async fn restart_agent(sh: Sh, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn restart_agent(
+    sh: Sh,
+    req: HttpRequest,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    audit(&sh, &req, "agent.restart", "agent", &name, json!({}));
     let status = sh
         .supervisor
-        .send(RestartAgent(name.into_inner()))
+        .send(RestartAgent(name))
         .await?
         .map_err(|e| match e {
             AgentLookupError::NotFound(_) => ApiError::NotFound(e.to_string()),
@@ -284,4 +324,92 @@ pub async fn events(sh: Sh, q: web::Query<ListQuery>) -> Result<HttpResponse, Ap
     let events = sh.bus.send(GetHistory { channel, limit }).await?;
     let stats = sh.bus.send(GetBusStats).await?;
     Ok(ok(json!({ "events": events, "stats": stats })))
+}
+
+/// Query of `/queries`.
+#[derive(Debug, Deserialize)]
+pub struct QueriesQuery {
+    limit: Option<String>,
+    trace_id: Option<String>,
+}
+
+/// `GET /api/v1/system/queries?limit=&trace_id=`: top fingerprints by total time, slow and
+/// failed queries, pool status; with `trace_id` (32 hex digits, from `traceparent`), the
+/// queries that request ran.
+pub async fn queries(sh: Sh, q: web::Query<QueriesQuery>) -> Result<HttpResponse, ApiError> {
+    let limit = parse_limit(q.limit.as_deref(), 20, 500)?;
+    let trace_id = match q.trace_id.as_deref() {
+        None => None,
+        Some(t) if t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Some(t.to_ascii_lowercase())
+        }
+        Some(t) => {
+            return Err(ApiError::BadRequest(format!(
+                "trace_id must be 32 hex digits (the trace-id of a traceparent), got {t:?}"
+            )))
+        }
+    };
+    let report = sh.metrics.send(GetQueryReport { limit, trace_id }).await?;
+    Ok(ok(json!({
+        "top": report.top,
+        "slow": report.slow,
+        "errors": report.errors,
+        "trace": report.trace,
+        "fingerprints": report.table,
+        "pools": sh.pools.statuses(),
+        "slow_threshold_ms": sh.settings.thresholds.db_slow_query_ms,
+    })))
+}
+
+/// Query of `/audit`.
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    limit: Option<String>,
+}
+
+/// `GET /api/v1/system/audit?limit=`: admin actions, newest first.
+pub async fn audit_log(sh: Sh, q: web::Query<AuditQuery>) -> Result<HttpResponse, ApiError> {
+    let limit = parse_limit(q.limit.as_deref(), 50, 1000)?;
+    let read = sh.store.audit(limit).await;
+    Ok(ok(
+        json!({ "entries": read.data, "partial": read.partial, "source": read.source }),
+    ))
+}
+
+/// Query of `/metrics/history`.
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    name: Option<String>,
+    since: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /api/v1/system/metrics/history?name=&since=&limit=`: persisted one-minute rollups
+/// of a metric, oldest first.
+pub async fn metric_history(sh: Sh, q: web::Query<HistoryQuery>) -> Result<HttpResponse, ApiError> {
+    let name = q
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("name is required (a metric name)".to_owned()))?;
+    let limit = parse_limit(q.limit.as_deref(), 60, 10_000)?;
+    let since = match q.since.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            chrono::DateTime::parse_from_rfc3339(raw)
+                .map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "since must be an RFC 3339 time such as 2026-01-31T12:00:00Z (got {raw:?})"
+                    ))
+                })?
+                .with_timezone(&Utc),
+        ),
+    };
+    let read = sh
+        .store
+        .metric_history(&MetricHistoryQuery { name, since, limit })
+        .await;
+    Ok(ok(
+        json!({ "rollups": read.data, "partial": read.partial, "source": read.source }),
+    ))
 }

@@ -55,6 +55,12 @@ pub fn configure(sh: SelfHeal) -> impl FnOnce(&mut web::ServiceConfig) {
                     web::post().to(h::restart_agent),
                 ))
                 .service(resource("/metrics", web::get().to(h::metrics)))
+                .service(resource(
+                    "/metrics/history",
+                    web::get().to(h::metric_history),
+                ))
+                .service(resource("/queries", web::get().to(h::queries)))
+                .service(resource("/audit", web::get().to(h::audit_log)))
                 .service(resource("/traces", web::get().to(h::traces)))
                 .service(resource("/events", web::get().to(h::events)))
                 .default_service(web::to(h::not_found))

@@ -39,6 +39,12 @@ impl TraceContext {
         CURRENT.try_with(TraceContext::clone).ok()
     }
 
+    /// The current trace's W3C trace id (32 hex digits), without cloning the context: the
+    /// query logger calls this once per query.
+    pub fn current_trace_id() -> Option<[u8; 32]> {
+        CURRENT.try_with(|t| t.trace_id).ok()
+    }
+
     /// Run `work` with this trace as the current one.
     pub async fn scope<F: std::future::Future>(self, work: F) -> F::Output {
         CURRENT.scope(self, work).await

@@ -10,6 +10,7 @@ mod config;
 mod errors;
 mod events;
 mod helpers;
+mod infra;
 mod metrics;
 mod supervision;
 mod tracing;

@@ -1,0 +1,10 @@
+DROP TABLE IF EXISTS admin_audit_logs;
+DROP TABLE IF EXISTS system_health_metrics;
+DROP TABLE IF EXISTS performance_metrics;
+DROP TABLE IF EXISTS security_incidents;
+DROP TABLE IF EXISTS predictions;
+DROP TABLE IF EXISTS learning_patterns;
+DROP TABLE IF EXISTS repair_history;
+DROP TABLE IF EXISTS diagnostic_reports;
+DROP TABLE IF EXISTS notification_log;
+DROP TABLE IF EXISTS system_alerts;

@@ -1,0 +1,290 @@
+//! Per-fingerprint query statistics, kept by the `MetricsStore` (see `db::query_logger`).
+//!
+//! Cardinality is bounded like the series table: at most `QUERY_MAX_FINGERPRINTS` entries;
+//! samples of a new fingerprint beyond that are counted in `rejected_samples`. Entries not
+//! seen for a day are swept. Latency percentiles come from one HDR histogram per fingerprint
+//! (microseconds, 2 significant digits), cumulative since the entry was created, as
+//! `pg_stat_statements` reports them.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use hdrhistogram::Histogram;
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use crate::db::fingerprint::Fingerprint;
+use crate::db::query_logger::IngestQueries;
+
+/// Recent executions kept for trace lookups.
+const RECENT: usize = 2_000;
+/// Slow and failed executions kept.
+const NOTABLE: usize = 100;
+/// Entries idle this long are swept.
+const IDLE_SECS: i64 = 86_400;
+
+#[derive(Debug)]
+struct Entry {
+    text: Option<Arc<str>>,
+    calls: u64,
+    errors: u64,
+    total_us: u64,
+    max_us: u64,
+    hist: Option<Histogram<u32>>,
+    first_seen: DateTime<Utc>,
+    last_seen: DateTime<Utc>,
+}
+
+/// One fingerprint's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryStat {
+    pub id: String,
+    pub query: Option<Arc<str>>,
+    pub calls: u64,
+    pub errors: u64,
+    pub total_ms: f64,
+    pub mean_ms: f64,
+    pub p95_ms: f64,
+    pub max_ms: f64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// One execution (slow, failed, or looked up by trace).
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryExecution {
+    pub id: String,
+    pub query: Option<Arc<str>>,
+    pub duration_ms: f64,
+    pub error: Option<Box<str>>,
+    pub trace_id: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Size of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryTableStats {
+    pub fingerprints: usize,
+    pub max_fingerprints: usize,
+    /// Samples of new fingerprints refused because the table was full.
+    pub rejected_samples: u64,
+    /// Samples the logger's buffer dropped (the collector fell behind).
+    pub dropped_samples: u64,
+    pub total_queries: u64,
+}
+
+/// The answer to a query-statistics request.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryReport {
+    /// Busiest by total time first.
+    pub top: Vec<QueryStat>,
+    /// Newest first.
+    pub slow: Vec<QueryExecution>,
+    /// Newest first.
+    pub errors: Vec<QueryExecution>,
+    /// The executions recorded for the trace asked for, oldest first.
+    pub trace: Option<Vec<QueryExecution>>,
+    pub table: QueryTableStats,
+}
+
+#[derive(Debug, Clone)]
+struct Recent {
+    fingerprint: u64,
+    micros: u64,
+    error: Option<Box<str>>,
+    trace_id: Option<[u8; 32]>,
+    at: DateTime<Utc>,
+}
+
+/// Per-fingerprint statistics.
+#[derive(Debug)]
+pub struct QueryTable {
+    entries: FxHashMap<u64, Entry>,
+    max: usize,
+    slow_us: u64,
+    rejected: u64,
+    dropped: u64,
+    total: u64,
+    recent: VecDeque<Recent>,
+    slow: VecDeque<Recent>,
+    failed: VecDeque<Recent>,
+}
+
+fn push_bounded<T>(q: &mut VecDeque<T>, item: T, cap: usize) {
+    if q.len() >= cap {
+        q.pop_front();
+    }
+    q.push_back(item);
+}
+
+impl QueryTable {
+    /// A table of at most `max` fingerprints; executions from `slow_ms` on are kept as slow
+    /// (`0`: none).
+    pub fn new(max: usize, slow_ms: u64) -> Self {
+        QueryTable {
+            entries: FxHashMap::default(),
+            max,
+            slow_us: slow_ms.saturating_mul(1000),
+            rejected: 0,
+            dropped: 0,
+            total: 0,
+            recent: VecDeque::new(),
+            slow: VecDeque::new(),
+            failed: VecDeque::new(),
+        }
+    }
+
+    /// Add a batch from the query logger.
+    pub fn ingest(&mut self, batch: IngestQueries) {
+        self.dropped += batch.dropped;
+        for (id, text) in batch.texts {
+            if let Some(e) = self.entries.get_mut(&id) {
+                if e.text.is_none() {
+                    e.text = Some(Arc::from(text));
+                }
+            } else if self.entries.len() < self.max {
+                self.entries
+                    .insert(id, Self::entry(Some(Arc::from(text)), batch.at));
+            }
+        }
+        for s in batch.samples {
+            if !self.entries.contains_key(&s.fingerprint) {
+                if self.entries.len() >= self.max {
+                    self.rejected += 1;
+                    continue;
+                }
+                self.entries
+                    .insert(s.fingerprint, Self::entry(None, batch.at));
+            }
+            self.record(s, batch.at);
+        }
+    }
+
+    fn entry(text: Option<Arc<str>>, at: DateTime<Utc>) -> Entry {
+        Entry {
+            text,
+            calls: 0,
+            errors: 0,
+            total_us: 0,
+            max_us: 0,
+            hist: Histogram::new_with_bounds(1, 60_000_000, 2).ok(),
+            first_seen: at,
+            last_seen: at,
+        }
+    }
+
+    fn record(&mut self, s: crate::db::query_logger::QuerySample, at: DateTime<Utc>) {
+        let Some(e) = self.entries.get_mut(&s.fingerprint) else {
+            return;
+        };
+        e.calls += 1;
+        e.total_us = e.total_us.saturating_add(s.micros);
+        e.max_us = e.max_us.max(s.micros);
+        e.last_seen = at;
+        if let Some(h) = e.hist.as_mut() {
+            h.saturating_record(s.micros.max(1));
+        }
+        self.total += 1;
+        let failed = s.error.is_some();
+        if failed {
+            e.errors += 1;
+        }
+        let slow = self.slow_us > 0 && s.micros >= self.slow_us;
+        let r = Recent {
+            fingerprint: s.fingerprint,
+            micros: s.micros,
+            error: s.error,
+            trace_id: s.trace_id,
+            at,
+        };
+        if slow {
+            push_bounded(&mut self.slow, r.clone(), NOTABLE);
+        }
+        if failed {
+            push_bounded(&mut self.failed, r.clone(), NOTABLE);
+        }
+        if r.trace_id.is_some() {
+            push_bounded(&mut self.recent, r, RECENT);
+        }
+    }
+
+    /// Drop fingerprints idle for a day.
+    pub fn sweep(&mut self, now: DateTime<Utc>) {
+        self.entries
+            .retain(|_, e| (now - e.last_seen).num_seconds() <= IDLE_SECS);
+    }
+
+    fn execution(&self, r: &Recent) -> QueryExecution {
+        QueryExecution {
+            id: Fingerprint::hex(r.fingerprint),
+            query: self
+                .entries
+                .get(&r.fingerprint)
+                .and_then(|e| e.text.clone()),
+            duration_ms: r.micros as f64 / 1000.0,
+            error: r.error.clone(),
+            trace_id: r.trace_id.map(|t| String::from_utf8_lossy(&t).into_owned()),
+            at: r.at,
+        }
+    }
+
+    /// The top `limit` fingerprints by total time, slow and failed executions, and the
+    /// executions of `trace_id` (32 hex digits) when given.
+    pub fn report(&self, limit: usize, trace_id: Option<&str>) -> QueryReport {
+        let mut top: Vec<QueryStat> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.calls > 0)
+            .map(|(&id, e)| QueryStat {
+                id: Fingerprint::hex(id),
+                query: e.text.clone(),
+                calls: e.calls,
+                errors: e.errors,
+                total_ms: e.total_us as f64 / 1000.0,
+                mean_ms: e.total_us as f64 / 1000.0 / e.calls as f64,
+                p95_ms: e
+                    .hist
+                    .as_ref()
+                    .map(|h| (h.value_at_quantile(0.95).min(e.max_us)) as f64 / 1000.0)
+                    .unwrap_or(0.0),
+                max_ms: e.max_us as f64 / 1000.0,
+                first_seen: e.first_seen,
+                last_seen: e.last_seen,
+            })
+            .collect();
+        top.sort_by(|a, b| {
+            b.total_ms
+                .total_cmp(&a.total_ms)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        top.truncate(limit);
+        let newest = |q: &VecDeque<Recent>| {
+            q.iter()
+                .rev()
+                .take(limit)
+                .map(|r| self.execution(r))
+                .collect::<Vec<_>>()
+        };
+        let trace = trace_id.map(|t| {
+            self.recent
+                .iter()
+                .filter(|r| r.trace_id.is_some_and(|id| id.as_slice() == t.as_bytes()))
+                .map(|r| self.execution(r))
+                .collect()
+        });
+        QueryReport {
+            top,
+            slow: newest(&self.slow),
+            errors: newest(&self.failed),
+            trace,
+            table: QueryTableStats {
+                fingerprints: self.entries.len(),
+                max_fingerprints: self.max,
+                rejected_samples: self.rejected,
+                dropped_samples: self.dropped,
+                total_queries: self.total,
+            },
+        }
+    }
+}

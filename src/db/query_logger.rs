@@ -1,0 +1,348 @@
+//! The query logger: a diesel [`Instrumentation`] for diesel-async connections.
+//!
+//! A host app installs it on its own pool with one call,
+//! `Pool::builder(selfheal.query_logger().manager(&url))`, or on a single connection with
+//! `conn.set_instrumentation(logger.instrumentation())`. Per query it records the SQL
+//! fingerprint ([`Fingerprint`]), the duration, the error if any, and the W3C trace id of the
+//! request it ran in (from the request tracer's task-local trace), so later analyses can see
+//! N+1 patterns.
+//!
+//! Hot path: diesel reports `StartQuery` and `FinishQuery` without a duration, so the
+//! connection's instrumentation keeps the start instants in order and pairs each finish with
+//! the oldest start (right for sequential and pipelined queries). `StartQuery` is not
+//! formatted at all; `FinishQuery` carries the bare SQL, which is hashed in place, and only a
+//! statement the connection has not seen before is normalised. The sample goes into a shared
+//! buffer (one short mutex section); the [`QueryCollector`] actor hands the buffer to the
+//! `MetricsStore` every `TRACE_FLUSH_INTERVAL_MS`, and publishes slow queries there, off the
+//! request path.
+//!
+//! Limits: a query whose future is dropped before it finishes (a timeout) leaves an unmatched
+//! start; the connection's pending starts are capped, and it is dropped with them.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use futures_util::FutureExt;
+use rustc_hash::FxHashMap;
+
+use super::fingerprint::{self, Fingerprint};
+use crate::actors::event_bus::{EventBus, Publish};
+use crate::actors::metrics_store::MetricsStore;
+use crate::domain::event::{Event, Payload, SlowQuery};
+use crate::middleware::trace_context::TraceContext;
+
+/// Samples held between two flushes; more are counted as dropped.
+const MAX_BUFFERED: usize = 100_000;
+/// Statements a connection remembers the fingerprint of.
+const CONNECTION_CACHE: usize = 512;
+/// Starts a connection keeps waiting for their finish.
+const MAX_PENDING: usize = 64;
+
+/// The original's `createQueryLogger` options.
+#[derive(Debug, Clone)]
+pub struct QueryLoggerOptions {
+    /// `DB_SLOW_QUERY_MS`: slower queries are logged and published; `0` is off.
+    pub slow_threshold: Duration,
+    /// `DB_LOG_ALL_QUERIES`: log every query at debug level.
+    pub log_all_queries: bool,
+}
+
+/// One query execution.
+#[derive(Debug, Clone)]
+pub struct QuerySample {
+    pub fingerprint: u64,
+    pub micros: u64,
+    pub error: Option<Box<str>>,
+    /// W3C trace id (hex) of the request the query ran in.
+    pub trace_id: Option<[u8; 32]>,
+}
+
+/// What connections write into and the collector drains.
+#[derive(Debug)]
+struct Sink {
+    options: QueryLoggerOptions,
+    samples: Mutex<Vec<QuerySample>>,
+    /// Fingerprints first seen by some connection since the last flush.
+    texts: Mutex<Vec<(u64, String)>>,
+    dropped: AtomicU64,
+}
+
+/// A batch handed to the `MetricsStore`.
+#[derive(Message, Debug, Default)]
+#[rtype(result = "()")]
+pub struct IngestQueries {
+    pub samples: Vec<QuerySample>,
+    pub texts: Vec<(u64, String)>,
+    /// Samples dropped because the buffer was full, since the last batch.
+    pub dropped: u64,
+    /// When the samples were taken (the flush time; within one flush interval).
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The logger: cheap to clone; every clone feeds the same collector.
+#[derive(Debug, Clone)]
+pub struct QueryLogger {
+    sink: Arc<Sink>,
+}
+
+impl QueryLogger {
+    /// A logger with `options`. Its samples reach the `MetricsStore` once a
+    /// [`QueryCollector`] drains it ([`crate::SelfHeal`] starts one).
+    pub fn new(options: QueryLoggerOptions) -> Self {
+        QueryLogger {
+            sink: Arc::new(Sink {
+                options,
+                samples: Mutex::new(Vec::new()),
+                texts: Mutex::new(Vec::new()),
+                dropped: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &QueryLoggerOptions {
+        &self.sink.options
+    }
+
+    /// An instrumentation for one connection: `conn.set_instrumentation(logger.instrumentation())`.
+    pub fn instrumentation(&self) -> ConnectionLogger {
+        ConnectionLogger {
+            sink: self.sink.clone(),
+            pending: VecDeque::new(),
+            cache: FxHashMap::default(),
+            hasher: RawHasher::default(),
+        }
+    }
+
+    /// A pool manager config that installs the logger on every new connection (fast
+    /// recycling: no extra query per checkout).
+    pub fn manager_config(&self) -> ManagerConfig<AsyncPgConnection> {
+        let logger = self.clone();
+        let mut config = ManagerConfig::default();
+        config.recycling_method = RecyclingMethod::Fast;
+        config.custom_setup = Box::new(move |url| {
+            let logger = logger.clone();
+            let url = url.to_owned();
+            async move {
+                let mut conn = AsyncPgConnection::establish(&url).await?;
+                conn.set_instrumentation(logger.instrumentation());
+                Ok(conn)
+            }
+            .boxed()
+        });
+        config
+    }
+
+    /// A pool manager for `url` with the logger installed: the one call a host app makes,
+    /// `Pool::builder(logger.manager(&url)).max_size(n).build()`.
+    pub fn manager(&self, url: &str) -> AsyncDieselConnectionManager<AsyncPgConnection> {
+        AsyncDieselConnectionManager::new_with_config(url, self.manager_config())
+    }
+
+    /// Take what was recorded since the last drain.
+    pub fn drain(&self) -> IngestQueries {
+        let samples = std::mem::take(&mut *lock(&self.sink.samples));
+        let texts = std::mem::take(&mut *lock(&self.sink.texts));
+        IngestQueries {
+            samples,
+            texts,
+            dropped: self.sink.dropped.swap(0, Ordering::Relaxed),
+            at: chrono::Utc::now(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Hashes what is written to it (the SQL of a `FinishQuery`), with no allocation.
+#[derive(Default)]
+struct RawHasher(rustc_hash::FxHasher);
+
+impl std::fmt::Write for RawHasher {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        std::hash::Hasher::write(&mut self.0, s.as_bytes());
+        Ok(())
+    }
+}
+
+/// The instrumentation installed on one connection.
+pub struct ConnectionLogger {
+    sink: Arc<Sink>,
+    pending: VecDeque<Instant>,
+    /// Hash of the raw SQL → fingerprint id.
+    cache: FxHashMap<u64, u64>,
+    hasher: RawHasher,
+}
+
+impl ConnectionLogger {
+    fn finish(
+        &mut self,
+        query: &dyn diesel::connection::DebugQuery,
+        error: Option<&diesel::result::Error>,
+    ) {
+        let Some(started) = self.pending.pop_front() else {
+            return;
+        };
+        let micros = started.elapsed().as_micros() as u64;
+        self.hasher = RawHasher::default();
+        let _ = write!(self.hasher, "{query}");
+        let raw = std::hash::Hasher::finish(&self.hasher.0);
+        let id = match self.cache.get(&raw) {
+            Some(&id) => id,
+            None => {
+                let fp = Fingerprint::of(&query.to_string());
+                if self.cache.len() >= CONNECTION_CACHE {
+                    self.cache.clear();
+                }
+                self.cache.insert(raw, fp.id);
+                lock(&self.sink.texts).push((fp.id, fp.text));
+                fp.id
+            }
+        };
+        let options = &self.sink.options;
+        if options.log_all_queries {
+            log::debug!(
+                "query {} {:.3} ms: {query}",
+                Fingerprint::hex(id),
+                micros as f64 / 1000.0
+            );
+        }
+        if !options.slow_threshold.is_zero() && micros >= options.slow_threshold.as_micros() as u64
+        {
+            log::warn!(
+                "slow query {} took {:.1} ms (DB_SLOW_QUERY_MS {}): {query}",
+                Fingerprint::hex(id),
+                micros as f64 / 1000.0,
+                options.slow_threshold.as_millis()
+            );
+        }
+        let sample = QuerySample {
+            fingerprint: id,
+            micros,
+            error: error.map(|e| e.to_string().into_boxed_str()),
+            trace_id: TraceContext::current_trace_id(),
+        };
+        let mut samples = lock(&self.sink.samples);
+        if samples.len() < MAX_BUFFERED {
+            samples.push(sample);
+        } else {
+            drop(samples);
+            self.sink.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Instrumentation for ConnectionLogger {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        match event {
+            InstrumentationEvent::StartQuery { .. } => {
+                if self.pending.len() >= MAX_PENDING {
+                    self.pending.pop_front();
+                }
+                self.pending.push_back(Instant::now());
+            }
+            InstrumentationEvent::FinishQuery { query, error, .. } => self.finish(query, error),
+            _ => {}
+        }
+    }
+}
+
+/// Drains a [`QueryLogger`] into the `MetricsStore` on a timer and publishes slow queries.
+pub struct QueryCollector {
+    logger: QueryLogger,
+    /// Statement texts by fingerprint, for slow-query events (bounded).
+    texts: FxHashMap<u64, String>,
+    max_texts: usize,
+    metrics: Addr<MetricsStore>,
+    bus: Addr<EventBus>,
+    every: Duration,
+}
+
+impl QueryCollector {
+    pub fn new(
+        logger: QueryLogger,
+        metrics: Addr<MetricsStore>,
+        bus: Addr<EventBus>,
+        every: Duration,
+        max_texts: usize,
+    ) -> Self {
+        QueryCollector {
+            logger,
+            texts: FxHashMap::default(),
+            max_texts,
+            metrics,
+            bus,
+            every,
+        }
+    }
+
+    fn flush(&mut self) {
+        let batch = self.logger.drain();
+        if batch.samples.is_empty() && batch.texts.is_empty() && batch.dropped == 0 {
+            return;
+        }
+        for (id, text) in &batch.texts {
+            if self.texts.len() < self.max_texts || self.texts.contains_key(id) {
+                self.texts.insert(*id, text.clone());
+            }
+        }
+        let slow = self.logger.options().slow_threshold;
+        if !slow.is_zero() {
+            let limit = slow.as_micros() as u64;
+            for s in batch.samples.iter().filter(|s| s.micros >= limit) {
+                let text = self.texts.get(&s.fingerprint).cloned();
+                self.bus.do_send(Publish(Event::new(
+                    "QueryLogger",
+                    Payload::SlowQuery {
+                        kind: "SLOW_QUERY",
+                        query: SlowQuery {
+                            id: Fingerprint::hex(s.fingerprint),
+                            sql: text,
+                            duration_ms: s.micros as f64 / 1000.0,
+                            threshold_ms: slow.as_millis() as u64,
+                            trace_id: s.trace_id.map(|t| String::from_utf8_lossy(&t).into_owned()),
+                            error: s.error.as_deref().map(str::to_owned),
+                        },
+                    },
+                )));
+            }
+        }
+        self.metrics.do_send(batch);
+    }
+}
+
+impl Actor for QueryCollector {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.every, |act, _| act.flush());
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        self.flush();
+        Running::Stop
+    }
+}
+
+impl Supervised for QueryCollector {}
+
+/// A statement's id as routes show it.
+pub fn fingerprint_hex(id: u64) -> String {
+    Fingerprint::hex(id)
+}
+
+/// The fingerprint id of `sql` (for tests and tools).
+pub fn fingerprint_id(sql: &str) -> u64 {
+    fingerprint::hash(fingerprint::normalize(sql).as_bytes())
+}

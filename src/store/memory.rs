@@ -1,0 +1,259 @@
+//! The in-memory backend: bounded tables (the newest `STORE_MEMORY_ROWS` rows of each). In
+//! standalone mode it is the store; with Postgres it mirrors every write, so reads still
+//! answer (flagged partial) while Postgres is unreachable.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::model::*;
+use super::{AlertQuery, MetricHistoryQuery, Page};
+
+/// A bounded table: rows in write order, oldest evicted first.
+#[derive(Debug)]
+struct Table<T> {
+    rows: VecDeque<T>,
+    cap: usize,
+}
+
+impl<T> Table<T> {
+    fn new(cap: usize) -> Self {
+        Table {
+            rows: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    fn push(&mut self, row: T) {
+        if self.rows.len() >= self.cap {
+            self.rows.pop_front();
+        }
+        self.rows.push_back(row);
+    }
+
+    /// Replace the row `same` matches, or append.
+    fn upsert(&mut self, row: T, same: impl Fn(&T, &T) -> bool) {
+        match self.rows.iter_mut().rev().find(|r| same(r, &row)) {
+            Some(existing) => *existing = row,
+            None => self.push(row),
+        }
+    }
+
+    /// Append unless a row `same` matches (insert-once semantics).
+    fn insert_once(&mut self, row: T, same: impl Fn(&T, &T) -> bool) {
+        if !self.rows.iter().rev().any(|r| same(r, &row)) {
+            self.push(row);
+        }
+    }
+
+    /// The newest `limit` rows matching `keep`, newest first.
+    fn newest(&self, limit: usize, keep: impl Fn(&T) -> bool) -> Vec<T>
+    where
+        T: Clone,
+    {
+        self.rows
+            .iter()
+            .rev()
+            .filter(|r| keep(r))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+struct Tables {
+    alerts: Table<AlertRow>,
+    notifications: Table<NotificationRow>,
+    diagnostics: Table<DiagnosticRow>,
+    repairs: Table<RepairRow>,
+    patterns: Table<PatternRow>,
+    predictions: Table<PredictionRow>,
+    security: Table<SecurityIncidentRow>,
+    performance: Table<PerformanceRow>,
+    health_metrics: Table<HealthMetricRow>,
+    audit: Table<AuditRow>,
+}
+
+/// The in-memory backend.
+#[derive(Debug)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+}
+
+fn by_created_desc<T>(rows: &mut [T], at: impl Fn(&T) -> DateTime<Utc>) {
+    rows.sort_by_key(|r| std::cmp::Reverse(at(r)));
+}
+
+impl MemoryStore {
+    /// Tables holding at most `rows` rows each.
+    pub fn new(rows: usize) -> Self {
+        MemoryStore {
+            tables: Mutex::new(Tables {
+                alerts: Table::new(rows),
+                notifications: Table::new(rows),
+                diagnostics: Table::new(rows),
+                repairs: Table::new(rows),
+                patterns: Table::new(rows),
+                predictions: Table::new(rows),
+                security: Table::new(rows),
+                performance: Table::new(rows),
+                health_metrics: Table::new(rows),
+                audit: Table::new(rows),
+            }),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Tables) -> R) -> R {
+        // A panic while holding the lock cannot leave a table half-written (every operation is
+        // a single push or replace), so a poisoned lock is safe to keep using.
+        let mut guard = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    }
+
+    /// Apply one write, with the same semantics as Postgres.
+    pub fn apply(&self, record: &Record) {
+        self.with(|t| match record.clone() {
+            Record::Alert(r) => t.alerts.upsert(r, |a, b| a.id == b.id),
+            Record::Notification(r) => t.notifications.insert_once(r, |a, b| a.id == b.id),
+            Record::Diagnostic(r) => t.diagnostics.insert_once(r, |a, b| a.id == b.id),
+            Record::Repair(r) => t.repairs.upsert(r, |a, b| a.id == b.id),
+            Record::Pattern(r) => t
+                .patterns
+                .upsert(r, |a, b| a.pattern_hash == b.pattern_hash),
+            Record::Prediction(r) => t.predictions.upsert(r, |a, b| a.id == b.id),
+            Record::SecurityIncident(r) => t.security.insert_once(r, |a, b| a.id == b.id),
+            Record::Performance(r) => t.performance.insert_once(r, |a, b| a.id == b.id),
+            Record::HealthMetric(r) => t
+                .health_metrics
+                .insert_once(r, |a, b| a.bucket_key() == b.bucket_key()),
+            Record::Audit(r) => t.audit.insert_once(r, |a, b| a.id == b.id),
+        })
+    }
+
+    pub fn alerts(&self, q: &AlertQuery) -> Page<AlertRow> {
+        self.with(|t| {
+            let mut rows: Vec<AlertRow> = t
+                .alerts
+                .rows
+                .iter()
+                .filter(|a| q.matches(a))
+                .cloned()
+                .collect();
+            by_created_desc(&mut rows, |a| a.created_at);
+            let total = rows.len() as u64;
+            let items = rows.into_iter().skip(q.offset).take(q.limit).collect();
+            Page { items, total }
+        })
+    }
+
+    pub fn alert(&self, id: Uuid) -> Option<AlertRow> {
+        self.with(|t| t.alerts.rows.iter().find(|a| a.id == id).cloned())
+    }
+
+    pub fn open_alerts(&self) -> Vec<AlertRow> {
+        self.with(|t| {
+            let mut rows: Vec<AlertRow> = t
+                .alerts
+                .rows
+                .iter()
+                .filter(|a| a.state != "resolved")
+                .cloned()
+                .collect();
+            by_created_desc(&mut rows, |a| a.created_at);
+            rows
+        })
+    }
+
+    pub fn notifications(&self, alert_id: Uuid) -> Vec<NotificationRow> {
+        self.with(|t| {
+            let mut rows: Vec<NotificationRow> = t
+                .notifications
+                .rows
+                .iter()
+                .filter(|n| n.alert_id == alert_id)
+                .cloned()
+                .collect();
+            rows.sort_by_key(|n| n.created_at);
+            rows
+        })
+    }
+
+    pub fn diagnostics(&self, limit: usize) -> Vec<DiagnosticRow> {
+        self.with(|t| {
+            sorted(t.diagnostics.newest(usize::MAX, |_| true), limit, |r| {
+                r.created_at
+            })
+        })
+    }
+
+    pub fn repairs(&self, limit: usize) -> Vec<RepairRow> {
+        self.with(|t| {
+            sorted(t.repairs.newest(usize::MAX, |_| true), limit, |r| {
+                r.created_at
+            })
+        })
+    }
+
+    pub fn patterns(&self) -> Vec<PatternRow> {
+        self.with(|t| {
+            let mut rows = t.patterns.newest(usize::MAX, |_| true);
+            rows.sort_by(|a, b| a.pattern_hash.cmp(&b.pattern_hash));
+            rows
+        })
+    }
+
+    pub fn predictions(&self, limit: usize) -> Vec<PredictionRow> {
+        self.with(|t| {
+            sorted(t.predictions.newest(usize::MAX, |_| true), limit, |r| {
+                r.created_at
+            })
+        })
+    }
+
+    pub fn security_incidents(&self, limit: usize) -> Vec<SecurityIncidentRow> {
+        self.with(|t| {
+            sorted(t.security.newest(usize::MAX, |_| true), limit, |r| {
+                r.created_at
+            })
+        })
+    }
+
+    pub fn performance(&self, limit: usize) -> Vec<PerformanceRow> {
+        self.with(|t| {
+            sorted(t.performance.newest(usize::MAX, |_| true), limit, |r| {
+                r.created_at
+            })
+        })
+    }
+
+    pub fn audit(&self, limit: usize) -> Vec<AuditRow> {
+        self.with(|t| {
+            sorted(t.audit.newest(usize::MAX, |_| true), limit, |r| {
+                r.created_at
+            })
+        })
+    }
+
+    pub fn metric_history(&self, q: &MetricHistoryQuery) -> Vec<HealthMetricRow> {
+        self.with(|t| {
+            let mut rows = t.health_metrics.newest(usize::MAX, |r| {
+                r.metric_name == q.name && q.since.is_none_or(|s| r.bucket_start >= s)
+            });
+            // The newest `limit`, returned oldest first (a time series).
+            rows.sort_by_key(|r| std::cmp::Reverse(r.bucket_start));
+            rows.truncate(q.limit);
+            rows.reverse();
+            rows
+        })
+    }
+}
+
+/// Newest first by `at`, at most `limit`.
+fn sorted<T>(mut rows: Vec<T>, limit: usize, at: impl Fn(&T) -> DateTime<Utc>) -> Vec<T> {
+    by_created_desc(&mut rows, at);
+    rows.truncate(limit);
+    rows
+}

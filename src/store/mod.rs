@@ -1,0 +1,360 @@
+//! The store: one API every component writes history through and reads it back from.
+//!
+//! Two backends behind one handle ([`Store`]):
+//! - **in memory** (standalone mode, no `DATABASE_URL`): bounded tables, the newest
+//!   `STORE_MEMORY_ROWS` rows of each;
+//! - **Postgres** (diesel + diesel-async, pooled): writes go through the write-behind
+//!   [`writer::StoreWriter`]; the in-memory tables mirror every write, so that while Postgres
+//!   is unreachable reads still answer, flagged `partial`.
+//!
+//! Writes never block the caller and never fail: [`Store::write`] applies the record to
+//! memory and queues it for Postgres. Every write is idempotent (see [`Record`]).
+
+pub mod memory;
+pub mod model;
+pub mod postgres;
+#[rustfmt::skip]
+pub mod schema;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+pub use memory::MemoryStore;
+pub use model::*;
+pub use postgres::PgStore;
+pub use writer::{WriterState, WriterStatus};
+
+use crate::config::Settings;
+use writer::{Drain, Enqueue, SharedStatus, StoreWriter};
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// Postgres could not be reached (or did not answer in time): retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Postgres refused the statement.
+    #[error("database refused the query: {0}")]
+    Query(String),
+    /// The pool could not be built from the configuration.
+    #[error("database configuration: {0}")]
+    Config(String),
+}
+
+/// Filters for alert listings.
+#[derive(Debug, Clone)]
+pub struct AlertQuery {
+    pub state: Option<String>,
+    pub severity: Option<String>,
+    pub alert_type: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+impl Default for AlertQuery {
+    fn default() -> Self {
+        AlertQuery {
+            state: None,
+            severity: None,
+            alert_type: None,
+            since: None,
+            limit: 50,
+            offset: 0,
+        }
+    }
+}
+
+impl AlertQuery {
+    /// Whether `a` passes the filters (the in-memory backend's `WHERE`).
+    pub fn matches(&self, a: &AlertRow) -> bool {
+        self.state.as_ref().is_none_or(|s| &a.state == s)
+            && self.severity.as_ref().is_none_or(|s| &a.severity == s)
+            && self.alert_type.as_ref().is_none_or(|t| &a.alert_type == t)
+            && self.since.is_none_or(|t| a.created_at >= t)
+    }
+}
+
+/// Filters for metric rollups.
+#[derive(Debug, Clone)]
+pub struct MetricHistoryQuery {
+    pub name: String,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: usize,
+}
+
+/// A page of rows and the number matching the filters.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+/// An answer and where it came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Read<T> {
+    pub data: T,
+    /// `true` when Postgres could not be read and the answer comes from the in-memory mirror
+    /// (the newest rows only, and only those written since this process started).
+    pub partial: bool,
+    /// `postgres` or `memory`.
+    pub source: &'static str,
+}
+
+/// Store settings (from `Settings`).
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub pool_size: usize,
+    pub timeout: Duration,
+    pub queue_max: usize,
+    pub batch: usize,
+    pub flush_every: Duration,
+    pub memory_rows: usize,
+    /// Days kept in Postgres: metric rollups, resolved alerts, patterns (`0`: forever).
+    pub retention: (u32, u32, u32),
+}
+
+impl StoreOptions {
+    pub fn from_settings(s: &Settings) -> Self {
+        StoreOptions {
+            pool_size: s.database.pool_size,
+            timeout: Duration::from_millis(s.database.timeout_ms),
+            queue_max: s.database.write_queue_max,
+            batch: s.database.write_batch,
+            flush_every: Duration::from_millis(s.database.write_flush_ms),
+            memory_rows: s.database.memory_rows,
+            retention: (
+                s.retention.metrics_days,
+                s.retention.alerts_days,
+                s.retention.patterns_days,
+            ),
+        }
+    }
+}
+
+struct Postgres {
+    pg: Arc<PgStore>,
+    writer: Addr<StoreWriter>,
+    status: SharedStatus,
+}
+
+struct Inner {
+    memory: MemoryStore,
+    postgres: Option<Postgres>,
+}
+
+/// The store handle. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// What `/health` and the Monitor show about the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreStatus {
+    /// `memory` or `postgres`.
+    pub backend: &'static str,
+    /// The write-behind queue (Postgres only).
+    pub writer: Option<WriterStatus>,
+}
+
+impl Store {
+    /// The in-memory backend.
+    pub fn memory(rows: usize) -> Self {
+        Store {
+            inner: Arc::new(Inner {
+                memory: MemoryStore::new(rows),
+                postgres: None,
+            }),
+        }
+    }
+
+    /// The Postgres backend, with its write-behind writer started in the current actix
+    /// `System`. Does not connect: an unreachable Postgres is reported by the writer and the
+    /// Monitor, and writes wait in the queue.
+    pub fn postgres(url: &str, o: &StoreOptions) -> Result<Self, StoreError> {
+        let pg = Arc::new(PgStore::new(url, o.pool_size, o.timeout)?);
+        let writer = StoreWriter::new(pg.clone(), o.queue_max, o.batch, o.flush_every, o.retention);
+        let status = writer.status();
+        let writer = Supervisor::start(move |_| writer);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                memory: MemoryStore::new(o.memory_rows),
+                postgres: Some(Postgres { pg, writer, status }),
+            }),
+        })
+    }
+
+    /// From the settings: Postgres when `DATABASE_URL` is set, memory otherwise.
+    pub fn from_settings(settings: &Settings) -> Result<Self, StoreError> {
+        let o = StoreOptions::from_settings(settings);
+        match &settings.database_url {
+            Some(url) => Self::postgres(url, &o),
+            None => Ok(Self::memory(o.memory_rows)),
+        }
+    }
+
+    /// The Postgres backend, if configured.
+    pub fn pg(&self) -> Option<&PgStore> {
+        self.inner.postgres.as_ref().map(|p| &*p.pg)
+    }
+
+    /// `memory` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        if self.inner.postgres.is_some() {
+            "postgres"
+        } else {
+            "memory"
+        }
+    }
+
+    /// Backend and write-queue figures.
+    pub fn status(&self) -> StoreStatus {
+        StoreStatus {
+            backend: self.backend(),
+            writer: self
+                .inner
+                .postgres
+                .as_ref()
+                .map(|p| writer::read_status(&p.status)),
+        }
+    }
+
+    /// Record a write: applied to memory now, written to Postgres behind.
+    pub fn write(&self, mut record: Record) {
+        record.clip();
+        self.inner.memory.apply(&record);
+        if let Some(p) = &self.inner.postgres {
+            p.writer.do_send(Enqueue(record));
+        }
+    }
+
+    /// Wait until everything written so far is in Postgres; `false` after `timeout`.
+    /// Always `true` in memory.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        match &self.inner.postgres {
+            None => true,
+            Some(p) => p.writer.send(Drain(timeout)).await.unwrap_or(false),
+        }
+    }
+
+    /// Read from Postgres when it is up, else from memory (flagged partial).
+    async fn read<T>(
+        &self,
+        from_pg: impl AsyncFnOnce(&PgStore) -> Result<T, StoreError>,
+        from_memory: impl FnOnce(&MemoryStore) -> T,
+    ) -> Read<T> {
+        let Some(p) = &self.inner.postgres else {
+            return Read {
+                data: from_memory(&self.inner.memory),
+                partial: false,
+                source: "memory",
+            };
+        };
+        // Known down: answer at once rather than wait for a timeout on every read.
+        if writer::read_status(&p.status).state != WriterState::Down {
+            match from_pg(&p.pg).await {
+                Ok(data) => {
+                    return Read {
+                        data,
+                        partial: false,
+                        source: "postgres",
+                    }
+                }
+                Err(e) => {
+                    log::debug!("store: read from Postgres failed ({e}); answering from memory")
+                }
+            }
+        }
+        Read {
+            data: from_memory(&self.inner.memory),
+            partial: true,
+            source: "memory",
+        }
+    }
+
+    pub async fn alerts(&self, q: &AlertQuery) -> Read<Page<AlertRow>> {
+        self.read(async |pg| pg.alerts(q).await, |m| m.alerts(q))
+            .await
+    }
+
+    pub async fn alert(&self, id: Uuid) -> Read<Option<AlertRow>> {
+        self.read(async |pg| pg.alert(id).await, |m| m.alert(id))
+            .await
+    }
+
+    /// Alerts not resolved (the alert manager reloads them at start).
+    pub async fn open_alerts(&self) -> Read<Vec<AlertRow>> {
+        self.read(async |pg| pg.open_alerts().await, |m| m.open_alerts())
+            .await
+    }
+
+    pub async fn notifications(&self, alert_id: Uuid) -> Read<Vec<NotificationRow>> {
+        self.read(
+            async |pg| pg.notifications(alert_id).await,
+            |m| m.notifications(alert_id),
+        )
+        .await
+    }
+
+    pub async fn diagnostics(&self, limit: usize) -> Read<Vec<DiagnosticRow>> {
+        self.read(
+            async |pg| pg.diagnostics(limit).await,
+            |m| m.diagnostics(limit),
+        )
+        .await
+    }
+
+    pub async fn repairs(&self, limit: usize) -> Read<Vec<RepairRow>> {
+        self.read(async |pg| pg.repairs(limit).await, |m| m.repairs(limit))
+            .await
+    }
+
+    pub async fn patterns(&self) -> Read<Vec<PatternRow>> {
+        self.read(async |pg| pg.patterns().await, |m| m.patterns())
+            .await
+    }
+
+    pub async fn predictions(&self, limit: usize) -> Read<Vec<PredictionRow>> {
+        self.read(
+            async |pg| pg.predictions(limit).await,
+            |m| m.predictions(limit),
+        )
+        .await
+    }
+
+    pub async fn security_incidents(&self, limit: usize) -> Read<Vec<SecurityIncidentRow>> {
+        self.read(
+            async |pg| pg.security_incidents(limit).await,
+            |m| m.security_incidents(limit),
+        )
+        .await
+    }
+
+    pub async fn performance(&self, limit: usize) -> Read<Vec<PerformanceRow>> {
+        self.read(
+            async |pg| pg.performance(limit).await,
+            |m| m.performance(limit),
+        )
+        .await
+    }
+
+    pub async fn audit(&self, limit: usize) -> Read<Vec<AuditRow>> {
+        self.read(async |pg| pg.audit(limit).await, |m| m.audit(limit))
+            .await
+    }
+
+    pub async fn metric_history(&self, q: &MetricHistoryQuery) -> Read<Vec<HealthMetricRow>> {
+        self.read(
+            async |pg| pg.metric_history(q).await,
+            |m| m.metric_history(q),
+        )
+        .await
+    }
+}

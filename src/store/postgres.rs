@@ -1,0 +1,557 @@
+//! The Postgres backend: diesel + diesel-async over a deadpool pool. Migrations are embedded
+//! and run on the first write (and at start when Postgres answers), so a start with Postgres
+//! down still serves, and the schema appears when it comes back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use uuid::Uuid;
+
+use super::model::*;
+use super::schema::*;
+use super::{AlertQuery, MetricHistoryQuery, Page, StoreError};
+
+/// The migrations in `migrations/`, compiled in.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// A pool of Postgres connections and the schema state.
+pub struct PgStore {
+    pool: Pool<AsyncPgConnection>,
+    url: String,
+    timeout: Duration,
+    migrated: AtomicBool,
+}
+
+/// Rows written and rows Postgres refused (bad data, not an outage).
+#[derive(Debug, Default)]
+pub struct WriteOutcome {
+    pub written: usize,
+    pub rejected: Vec<String>,
+}
+
+/// Whether an error means "Postgres is unreachable" (retry later) rather than "this data is bad".
+fn is_outage(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(kind, _) => matches!(
+            kind,
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
+        ),
+        DieselError::BrokenTransactionManager => true,
+        _ => false,
+    }
+}
+
+fn diesel_err(e: DieselError) -> StoreError {
+    if is_outage(&e) {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Query(e.to_string())
+    }
+}
+
+/// A pool builder with the timeouts every selfheal pool uses. Connections are checked out
+/// with `RecyclingMethod::Fast`: no extra round trip per checkout; a broken connection is
+/// discarded by the pool (and a query on a connection that died since fails once).
+pub fn pool_with(
+    manager: AsyncDieselConnectionManager<AsyncPgConnection>,
+    max_size: usize,
+    timeout: Duration,
+) -> Result<Pool<AsyncPgConnection>, StoreError> {
+    Pool::builder(manager)
+        .max_size(max_size.max(1))
+        .runtime(deadpool_redis::Runtime::Tokio1)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .build()
+        .map_err(|e| StoreError::Config(e.to_string()))
+}
+
+/// A manager for `url` with fast recycling and no instrumentation.
+pub fn plain_manager(url: &str) -> AsyncDieselConnectionManager<AsyncPgConnection> {
+    let mut config = ManagerConfig::default();
+    config.recycling_method = RecyclingMethod::Fast;
+    AsyncDieselConnectionManager::new_with_config(url, config)
+}
+
+/// Run the pending migrations on a dedicated connection (diesel's harness is synchronous; it
+/// runs on a blocking thread with its own runtime). Returns how many ran.
+pub async fn run_migrations(url: &str) -> Result<usize, StoreError> {
+    let url = url.to_owned();
+    actix_web::rt::task::spawn_blocking(move || {
+        let mut conn =
+            <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let ran = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| StoreError::Query(format!("migration failed: {e}")))?;
+        Ok(ran.len())
+    })
+    .await
+    .map_err(|e| StoreError::Query(format!("migration task failed: {e}")))?
+}
+
+/// Revert every migration (tests: up, down, up).
+pub async fn revert_migrations(url: &str) -> Result<usize, StoreError> {
+    let url = url.to_owned();
+    actix_web::rt::task::spawn_blocking(move || {
+        let mut conn =
+            <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let reverted = conn
+            .revert_all_migrations(MIGRATIONS)
+            .map_err(|e| StoreError::Query(format!("revert failed: {e}")))?;
+        Ok(reverted.len())
+    })
+    .await
+    .map_err(|e| StoreError::Query(format!("migration task failed: {e}")))?
+}
+
+impl PgStore {
+    /// A store on `url`. Connects lazily: this does not fail when Postgres is down.
+    pub fn new(url: &str, max_size: usize, timeout: Duration) -> Result<Self, StoreError> {
+        Ok(PgStore {
+            pool: pool_with(plain_manager(url), max_size, timeout)?,
+            url: url.to_owned(),
+            timeout,
+            migrated: AtomicBool::new(false),
+        })
+    }
+
+    /// The pool (the Monitor reads its status and times `SELECT 1` on it).
+    pub fn pool(&self) -> &Pool<AsyncPgConnection> {
+        &self.pool
+    }
+
+    /// Run migrations once per process (again after a failure).
+    pub async fn ensure_migrated(&self) -> Result<(), StoreError> {
+        if AtomicBool::load(&self.migrated, Ordering::Acquire) {
+            return Ok(());
+        }
+        // Any failure here (even a schema conflict) is retried, never a reason to drop rows.
+        let ran = run_migrations(&self.url)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        if ran > 0 {
+            log::info!("database: applied {ran} migration(s)");
+        }
+        AtomicBool::store(&self.migrated, true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn conn(&self) -> Result<Object<AsyncPgConnection>, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Run `f` on a pooled connection within the store's timeout.
+    async fn with_conn<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, DieselError>,
+    ) -> Result<T, StoreError> {
+        let work = async {
+            self.ensure_migrated().await?;
+            let mut conn = self.conn().await?;
+            f(&mut conn).await.map_err(diesel_err)
+        };
+        match actix_web::rt::time::timeout(self.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Time a `SELECT 1`.
+    pub async fn ping(&self) -> Result<Duration, StoreError> {
+        let work = async {
+            let mut conn = self.conn().await?;
+            let start = std::time::Instant::now();
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("1"))
+                .get_result::<i32>(&mut conn)
+                .await
+                .map_err(diesel_err)?;
+            Ok(start.elapsed())
+        };
+        actix_web::rt::time::timeout(self.timeout, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "SELECT 1 took longer than {} ms",
+                    self.timeout.as_millis()
+                )))
+            })
+    }
+
+    /// Write a batch in one transaction. When Postgres refuses some rows (bad data), the
+    /// batch is written row by row and the refused rows are reported, not retried forever.
+    pub async fn write(&self, batch: &[Record]) -> Result<WriteOutcome, StoreError> {
+        if batch.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        let whole = self
+            .with_conn(async |conn| {
+                conn.transaction(async |tx| write_all(tx, batch).await)
+                    .await
+            })
+            .await;
+        match whole {
+            Ok(()) => Ok(WriteOutcome {
+                written: batch.len(),
+                rejected: Vec::new(),
+            }),
+            Err(StoreError::Query(why)) => {
+                log::warn!(
+                    "database: a batch of {} was refused ({why}); writing row by row",
+                    batch.len()
+                );
+                let mut outcome = WriteOutcome::default();
+                for record in batch {
+                    let one = std::slice::from_ref(record);
+                    match self
+                        .with_conn(async |conn| write_all(conn, one).await)
+                        .await
+                    {
+                        Ok(()) => outcome.written += 1,
+                        Err(StoreError::Query(why)) => {
+                            // Postgres going away mid-write can also surface as a query
+                            // error: only drop the row if the server still answers.
+                            self.ping().await?;
+                            log::error!(
+                                "database: dropped a {} row Postgres refused: {why}",
+                                record.table()
+                            );
+                            outcome.rejected.push(format!("{}: {why}", record.table()));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(outcome)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Delete history older than the retention periods (days; `0` keeps forever): metric
+    /// rollups, resolved alerts with their notifications, stale patterns. Returns rows deleted.
+    pub async fn prune(
+        &self,
+        metrics_days: u32,
+        alerts_days: u32,
+        patterns_days: u32,
+    ) -> Result<usize, StoreError> {
+        let cutoff = |days: u32| chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+        self.with_conn(async |conn| {
+            let mut deleted = 0;
+            if metrics_days > 0 {
+                deleted += diesel::delete(
+                    system_health_metrics::table
+                        .filter(system_health_metrics::bucket_start.lt(cutoff(metrics_days))),
+                )
+                .execute(conn)
+                .await?;
+            }
+            if alerts_days > 0 {
+                let old = system_alerts::table
+                    .filter(system_alerts::state.eq("resolved"))
+                    .filter(system_alerts::last_seen.lt(cutoff(alerts_days)))
+                    .select(system_alerts::id);
+                deleted += diesel::delete(
+                    notification_log::table.filter(notification_log::alert_id.eq_any(old)),
+                )
+                .execute(conn)
+                .await?;
+                deleted += diesel::delete(
+                    system_alerts::table
+                        .filter(system_alerts::state.eq("resolved"))
+                        .filter(system_alerts::last_seen.lt(cutoff(alerts_days))),
+                )
+                .execute(conn)
+                .await?;
+            }
+            if patterns_days > 0 {
+                deleted += diesel::delete(
+                    learning_patterns::table
+                        .filter(learning_patterns::updated_at.lt(cutoff(patterns_days))),
+                )
+                .execute(conn)
+                .await?;
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    pub async fn alerts(&self, q: &AlertQuery) -> Result<Page<AlertRow>, StoreError> {
+        let q = q.clone();
+        self.with_conn(async move |conn| {
+            let filtered = || {
+                let mut query = system_alerts::table.into_boxed();
+                if let Some(s) = &q.state {
+                    query = query.filter(system_alerts::state.eq(s.clone()));
+                }
+                if let Some(s) = &q.severity {
+                    query = query.filter(system_alerts::severity.eq(s.clone()));
+                }
+                if let Some(t) = &q.alert_type {
+                    query = query.filter(system_alerts::alert_type.eq(t.clone()));
+                }
+                if let Some(since) = q.since {
+                    query = query.filter(system_alerts::created_at.ge(since));
+                }
+                query
+            };
+            let total: i64 = filtered().count().get_result(conn).await?;
+            let items = filtered()
+                .order((system_alerts::created_at.desc(), system_alerts::id))
+                .limit(q.limit as i64)
+                .offset(q.offset as i64)
+                .select(AlertRow::as_select())
+                .load(conn)
+                .await?;
+            Ok(Page {
+                items,
+                total: total as u64,
+            })
+        })
+        .await
+    }
+
+    pub async fn alert(&self, id: Uuid) -> Result<Option<AlertRow>, StoreError> {
+        self.with_conn(async |conn| {
+            system_alerts::table
+                .find(id)
+                .select(AlertRow::as_select())
+                .first(conn)
+                .await
+                .optional()
+        })
+        .await
+    }
+
+    pub async fn open_alerts(&self) -> Result<Vec<AlertRow>, StoreError> {
+        self.with_conn(async |conn| {
+            system_alerts::table
+                .filter(system_alerts::state.ne("resolved"))
+                .order(system_alerts::created_at.desc())
+                .select(AlertRow::as_select())
+                .load(conn)
+                .await
+        })
+        .await
+    }
+
+    pub async fn notifications(&self, alert_id: Uuid) -> Result<Vec<NotificationRow>, StoreError> {
+        self.with_conn(async |conn| {
+            notification_log::table
+                .filter(notification_log::alert_id.eq(alert_id))
+                .order(notification_log::created_at.asc())
+                .select(NotificationRow::as_select())
+                .load(conn)
+                .await
+        })
+        .await
+    }
+
+    pub async fn diagnostics(&self, limit: usize) -> Result<Vec<DiagnosticRow>, StoreError> {
+        self.with_conn(async |conn| {
+            diagnostic_reports::table
+                .order(diagnostic_reports::created_at.desc())
+                .limit(limit as i64)
+                .select(DiagnosticRow::as_select())
+                .load(conn)
+                .await
+        })
+        .await
+    }
+
+    pub async fn repairs(&self, limit: usize) -> Result<Vec<RepairRow>, StoreError> {
+        self.with_conn(async |conn| {
+            repair_history::table
+                .order(repair_history::created_at.desc())
+                .limit(limit as i64)
+                .select(RepairRow::as_select())
+                .load(conn)
+                .await
+        })
+        .await
+    }
+
+    pub async fn patterns(&self) -> Result<Vec<PatternRow>, StoreError> {
+        self.with_conn(async |conn| {
+            learning_patterns::table
+                .order(learning_patterns::pattern_hash.asc())
+                .select(PatternRow::as_select())
+                .load(conn)
+                .await
+        })
+        .await
+    }
+
+    pub async fn predictions(&self, limit: usize) -> Result<Vec<PredictionRow>, StoreError> {
+        self.with_conn(async |conn| {
+            predictions::table
+                .order(predictions::created_at.desc())
+                .limit(limit as i64)
+                .select(PredictionRow::as_select())
+                .load(conn)
+                .await
+        })
+        .await
+    }
+
+    pub async fn security_incidents(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<SecurityIncidentRow>, StoreError> {
+        self.with_conn(async |conn| {
+            security_incidents::table
+                .order(security_incidents::created_at.desc())
+                .limit(limit as i64)
+                .select(SecurityIncidentRow::as_select())
+                .load(conn)
+                .await
+        })
+        .await
+    }
+
+    pub async fn performance(&self, limit: usize) -> Result<Vec<PerformanceRow>, StoreError> {
+        self.with_conn(async |conn| {
+            performance_metrics::table
+                .order(performance_metrics::created_at.desc())
+                .limit(limit as i64)
+                .select(PerformanceRow::as_select())
+                .load(conn)
+                .await
+        })
+        .await
+    }
+
+    pub async fn audit(&self, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+        self.with_conn(async |conn| {
+            admin_audit_logs::table
+                .order(admin_audit_logs::created_at.desc())
+                .limit(limit as i64)
+                .select(AuditRow::as_select())
+                .load(conn)
+                .await
+        })
+        .await
+    }
+
+    pub async fn metric_history(
+        &self,
+        q: &MetricHistoryQuery,
+    ) -> Result<Vec<HealthMetricRow>, StoreError> {
+        let q = q.clone();
+        self.with_conn(async move |conn| {
+            let mut query = system_health_metrics::table
+                .filter(system_health_metrics::metric_name.eq(q.name.clone()))
+                .into_boxed();
+            if let Some(since) = q.since {
+                query = query.filter(system_health_metrics::bucket_start.ge(since));
+            }
+            let mut rows = query
+                .order((
+                    system_health_metrics::bucket_start.desc(),
+                    system_health_metrics::id,
+                ))
+                .limit(q.limit as i64)
+                .select(HealthMetricRow::as_select())
+                .load(conn)
+                .await?;
+            rows.reverse();
+            Ok(rows)
+        })
+        .await
+    }
+}
+
+/// The last write of each key wins within a batch (an upsert may not touch a row twice).
+fn last_by<K: std::hash::Hash + Eq, T: Clone>(rows: Vec<&T>, key: impl Fn(&T) -> K) -> Vec<T> {
+    let mut at: HashMap<K, usize> = HashMap::new();
+    let mut out: Vec<T> = Vec::new();
+    for r in rows {
+        match at.get(&key(r)) {
+            Some(&i) => out[i] = r.clone(),
+            None => {
+                at.insert(key(r), out.len());
+                out.push(r.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Write every record: multi-row inserts for insert-once tables, one upsert per row for the
+/// rest.
+async fn write_all(conn: &mut AsyncPgConnection, batch: &[Record]) -> Result<(), DieselError> {
+    macro_rules! collect {
+        ($variant:ident) => {
+            batch
+                .iter()
+                .filter_map(|r| match r {
+                    Record::$variant(row) => Some(row),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+    }
+    macro_rules! insert_once {
+        ($variant:ident, $table:ident) => {{
+            let rows: Vec<_> = collect!($variant).into_iter().cloned().collect();
+            if !rows.is_empty() {
+                diesel::insert_into($table::table)
+                    .values(&rows)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
+        }};
+    }
+    macro_rules! upsert_by_id {
+        ($variant:ident, $table:ident) => {{
+            for row in last_by(collect!($variant), |r| r.id) {
+                diesel::insert_into($table::table)
+                    .values(&row)
+                    .on_conflict($table::id)
+                    .do_update()
+                    .set(&row)
+                    .execute(conn)
+                    .await?;
+            }
+        }};
+    }
+    upsert_by_id!(Alert, system_alerts);
+    insert_once!(Notification, notification_log);
+    insert_once!(Diagnostic, diagnostic_reports);
+    upsert_by_id!(Repair, repair_history);
+    for row in last_by(collect!(Pattern), |r| r.pattern_hash.clone()) {
+        diesel::insert_into(learning_patterns::table)
+            .values(&row)
+            .on_conflict(learning_patterns::pattern_hash)
+            .do_update()
+            .set(&row)
+            .execute(conn)
+            .await?;
+    }
+    upsert_by_id!(Prediction, predictions);
+    insert_once!(SecurityIncident, security_incidents);
+    insert_once!(Performance, performance_metrics);
+    insert_once!(HealthMetric, system_health_metrics);
+    insert_once!(Audit, admin_audit_logs);
+    Ok(())
+}
