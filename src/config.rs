@@ -94,6 +94,9 @@ pub struct DatabaseSettings {
     pub write_batch: usize,
     /// `DB_WRITE_FLUSH_MS`: how often queued records are written.
     pub write_flush_ms: u64,
+    /// `DB_SPILL_FILE`: where records still queued at shutdown (Postgres unreachable) are
+    /// saved, to be queued again at the next start; empty: they are lost (and logged).
+    pub spill_file: String,
     /// `STORE_MEMORY_ROWS`: rows per table kept in memory (standalone store, and the mirror
     /// that answers reads while Postgres is down).
     pub memory_rows: usize,
@@ -401,6 +404,7 @@ impl Settings {
                 write_queue_max: r.int("DB_WRITE_QUEUE_MAX", 100_000, 1, 100_000_000) as usize,
                 write_batch: r.int("DB_WRITE_BATCH", 500, 1, 5_000) as usize,
                 write_flush_ms: r.int("DB_WRITE_FLUSH_MS", 1_000, 1, 600_000),
+                spill_file: r.string("DB_SPILL_FILE", ".selfheal/pending-writes.jsonl"),
                 memory_rows: r.int("STORE_MEMORY_ROWS", 10_000, 1, 10_000_000) as usize,
                 persist_interval_ms: r.ms("METRICS_PERSIST_INTERVAL_MS", 60_000),
                 log_all_queries: r.bool("DB_LOG_ALL_QUERIES", false),

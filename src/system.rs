@@ -247,10 +247,21 @@ impl SelfHeal {
         let wait = Duration::from_millis(self.settings.database.timeout_ms.saturating_mul(2));
         if !self.store.flush(wait).await {
             let queued = self.store.status().writer.map_or(0, |w| w.queued);
-            log::error!(
-                "database: {queued} queued record(s) could not be written before shutdown ({} ms)",
-                wait.as_millis()
-            );
+            match self.store.spill().await {
+                Ok(n) if n > 0 => log::warn!(
+                    "database: unreachable at shutdown; {n} queued record(s) saved to {} and \
+                     written at the next start",
+                    self.settings.database.spill_file
+                ),
+                Ok(_) => log::error!(
+                    "database: {queued} queued record(s) could not be written before shutdown \
+                     and DB_SPILL_FILE is empty: they are lost"
+                ),
+                Err(e) => log::error!(
+                    "database: {queued} queued record(s) could not be written or saved ({e}): \
+                     they are lost"
+                ),
+            }
         }
         log::info!("selfheal stopped");
     }

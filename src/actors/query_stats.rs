@@ -288,3 +288,48 @@ impl QueryTable {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::query_logger::QuerySample;
+
+    fn sample(fingerprint: u64, micros: u64, error: bool) -> QuerySample {
+        QuerySample {
+            fingerprint,
+            micros,
+            error: error.then(|| "boom".into()),
+            trace_id: Some([b'a'; 32]),
+        }
+    }
+
+    #[test]
+    fn stats_per_fingerprint_and_the_cap_counts_what_it_refuses() {
+        let mut t = QueryTable::new(2, 10);
+        t.ingest(IngestQueries {
+            samples: vec![
+                sample(1, 1_000, false),
+                sample(1, 3_000, true),
+                sample(2, 20_000, false),
+                sample(3, 500, false),
+            ],
+            texts: vec![(1, "SELECT ?".into()), (2, "UPDATE t SET a = ?".into())],
+            dropped: 7,
+            at: Utc::now(),
+        });
+        let r = t.report(10, Some(&"a".repeat(32)));
+        assert_eq!(r.table.fingerprints, 2);
+        assert_eq!(r.table.rejected_samples, 1, "fingerprint 3 is over the cap");
+        assert_eq!(r.table.dropped_samples, 7);
+        // Busiest by total time first.
+        assert_eq!(r.top[0].id, Fingerprint::hex(2));
+        let one = &r.top[1];
+        assert_eq!((one.calls, one.errors), (2, 1));
+        assert!((one.total_ms - 4.0).abs() < 1e-9 && (one.mean_ms - 2.0).abs() < 1e-9);
+        assert_eq!(one.max_ms, 3.0);
+        assert_eq!(one.query.as_deref(), Some("SELECT ?"));
+        assert_eq!(r.slow.len(), 1, "20 ms against the 10 ms threshold");
+        assert_eq!(r.errors.len(), 1);
+        assert_eq!(r.trace.map(|t| t.len()), Some(3));
+    }
+}

@@ -644,6 +644,86 @@ mod tests {
         assert_eq!(r.checks["api"]["details"]["breaches"][0]["failing"], true);
     }
 
+    fn pool(name: &str, in_use: usize, waiting: usize) -> PoolStatus {
+        PoolStatus {
+            name: name.into(),
+            max_size: 10,
+            size: 10,
+            available: 10 - in_use,
+            in_use,
+            waiting,
+            usage_percent: in_use as f64 * 10.0,
+        }
+    }
+
+    fn db(query_ms: Option<f64>, pools: Vec<PoolStatus>) -> Dependencies {
+        Dependencies {
+            database: Some(DbProbe {
+                query_ms,
+                error: query_ms.is_none().then(|| "connection refused".to_owned()),
+                pools,
+                writer: None,
+            }),
+            redis: None,
+        }
+    }
+
+    #[test]
+    fn the_database_is_graded_on_select_1_and_the_busiest_pool() {
+        let s = Settings::for_tests();
+        let r = evaluate(&calm(), &[], &db(Some(2.0), vec![pool("a", 1, 0)]), &s);
+        assert_eq!(r.checks["database"]["status"], "healthy");
+        // SELECT 1 over DB_QUERY_THRESHOLD_MS (100).
+        let r = evaluate(&calm(), &[], &db(Some(150.0), vec![]), &s);
+        assert_eq!(r.checks["database"]["status"], "degraded");
+        // 90 % of a pool in use against DB_POOL_THRESHOLD 80 % (critical from half-way to
+        // full, 90 %); the busiest pool counts.
+        let r = evaluate(
+            &calm(),
+            &[],
+            &db(Some(2.0), vec![pool("a", 1, 0), pool("b", 9, 0)]),
+            &s,
+        );
+        assert_eq!(r.checks["database"]["status"], "critical");
+        assert!(r.checks["database"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pool b"));
+        // Callers waiting for a connection.
+        let r = evaluate(&calm(), &[], &db(Some(2.0), vec![pool("a", 2, 3)]), &s);
+        assert_eq!(r.checks["database"]["status"], "degraded");
+        // Unreachable: down, and the verdict is critical.
+        let r = evaluate(&calm(), &[], &db(None, vec![]), &s);
+        assert_eq!(r.checks["database"]["status"], "down");
+        assert_eq!(r.overall, Overall::Critical);
+    }
+
+    #[test]
+    fn redis_down_is_degraded_overall_and_memory_is_graded_against_maxmemory() {
+        let s = Settings::for_tests();
+        let redis = |ping_ms: Option<f64>, used: u64, max: u64| Dependencies {
+            database: None,
+            redis: Some(RedisProbe {
+                ping_ms,
+                error: None,
+                memory: Some(RedisMemory {
+                    used_bytes: used,
+                    max_bytes: max,
+                }),
+            }),
+        };
+        let r = evaluate(&calm(), &[], &redis(Some(1.0), 10, 0), &s);
+        assert_eq!(r.checks["redis"]["status"], "healthy");
+        let r = evaluate(&calm(), &[], &redis(Some(1.0), 85, 100), &s);
+        assert_eq!(r.checks["redis"]["status"], "degraded");
+        let r = evaluate(&calm(), &[], &redis(Some(120.0), 10, 100), &s);
+        assert_eq!(r.checks["redis"]["status"], "critical");
+        assert_eq!(r.overall, Overall::Degraded, "Redis is optional");
+        let r = evaluate(&calm(), &[], &redis(None, 0, 0), &s);
+        assert_eq!(r.checks["redis"]["status"], "down");
+        assert_eq!(r.overall, Overall::Degraded);
+    }
+
     #[test]
     fn host_pressure_is_graded_and_zero_thresholds_are_off() {
         let mut s = Settings::for_tests();

@@ -83,8 +83,13 @@ pub struct MemoryStore {
     tables: Mutex<Tables>,
 }
 
-fn by_created_desc<T>(rows: &mut [T], at: impl Fn(&T) -> DateTime<Utc>) {
-    rows.sort_by_key(|r| std::cmp::Reverse(at(r)));
+/// Newest first; ties by id (as the Postgres queries order them).
+fn by_created_desc<T>(rows: &mut [T], at: impl Fn(&T) -> (DateTime<Utc>, Uuid)) {
+    rows.sort_by(|a, b| {
+        let (ta, ia) = at(a);
+        let (tb, ib) = at(b);
+        tb.cmp(&ta).then(ia.cmp(&ib))
+    });
 }
 
 impl MemoryStore {
@@ -120,9 +125,20 @@ impl MemoryStore {
             Record::Notification(r) => t.notifications.insert_once(r, |a, b| a.id == b.id),
             Record::Diagnostic(r) => t.diagnostics.insert_once(r, |a, b| a.id == b.id),
             Record::Repair(r) => t.repairs.upsert(r, |a, b| a.id == b.id),
-            Record::Pattern(r) => t
-                .patterns
-                .upsert(r, |a, b| a.pattern_hash == b.pattern_hash),
+            Record::Pattern(mut r) => {
+                // Postgres updates the row in place and never its primary key: a hash keeps
+                // the id it was first stored with.
+                if let Some(p) = t
+                    .patterns
+                    .rows
+                    .iter()
+                    .find(|p| p.pattern_hash == r.pattern_hash)
+                {
+                    r.id = p.id;
+                }
+                t.patterns
+                    .upsert(r, |a, b| a.pattern_hash == b.pattern_hash)
+            }
             Record::Prediction(r) => t.predictions.upsert(r, |a, b| a.id == b.id),
             Record::SecurityIncident(r) => t.security.insert_once(r, |a, b| a.id == b.id),
             Record::Performance(r) => t.performance.insert_once(r, |a, b| a.id == b.id),
@@ -142,7 +158,7 @@ impl MemoryStore {
                 .filter(|a| q.matches(a))
                 .cloned()
                 .collect();
-            by_created_desc(&mut rows, |a| a.created_at);
+            by_created_desc(&mut rows, |a| (a.created_at, a.id));
             let total = rows.len() as u64;
             let items = rows.into_iter().skip(q.offset).take(q.limit).collect();
             Page { items, total }
@@ -162,7 +178,7 @@ impl MemoryStore {
                 .filter(|a| a.state != "resolved")
                 .cloned()
                 .collect();
-            by_created_desc(&mut rows, |a| a.created_at);
+            by_created_desc(&mut rows, |a| (a.created_at, a.id));
             rows
         })
     }
@@ -176,7 +192,7 @@ impl MemoryStore {
                 .filter(|n| n.alert_id == alert_id)
                 .cloned()
                 .collect();
-            rows.sort_by_key(|n| n.created_at);
+            rows.sort_by_key(|n| (n.created_at, n.id));
             rows
         })
     }
@@ -184,7 +200,7 @@ impl MemoryStore {
     pub fn diagnostics(&self, limit: usize) -> Vec<DiagnosticRow> {
         self.with(|t| {
             sorted(t.diagnostics.newest(usize::MAX, |_| true), limit, |r| {
-                r.created_at
+                (r.created_at, r.id)
             })
         })
     }
@@ -192,7 +208,7 @@ impl MemoryStore {
     pub fn repairs(&self, limit: usize) -> Vec<RepairRow> {
         self.with(|t| {
             sorted(t.repairs.newest(usize::MAX, |_| true), limit, |r| {
-                r.created_at
+                (r.created_at, r.id)
             })
         })
     }
@@ -208,7 +224,7 @@ impl MemoryStore {
     pub fn predictions(&self, limit: usize) -> Vec<PredictionRow> {
         self.with(|t| {
             sorted(t.predictions.newest(usize::MAX, |_| true), limit, |r| {
-                r.created_at
+                (r.created_at, r.id)
             })
         })
     }
@@ -216,7 +232,7 @@ impl MemoryStore {
     pub fn security_incidents(&self, limit: usize) -> Vec<SecurityIncidentRow> {
         self.with(|t| {
             sorted(t.security.newest(usize::MAX, |_| true), limit, |r| {
-                r.created_at
+                (r.created_at, r.id)
             })
         })
     }
@@ -224,7 +240,7 @@ impl MemoryStore {
     pub fn performance(&self, limit: usize) -> Vec<PerformanceRow> {
         self.with(|t| {
             sorted(t.performance.newest(usize::MAX, |_| true), limit, |r| {
-                r.created_at
+                (r.created_at, r.id)
             })
         })
     }
@@ -232,7 +248,7 @@ impl MemoryStore {
     pub fn audit(&self, limit: usize) -> Vec<AuditRow> {
         self.with(|t| {
             sorted(t.audit.newest(usize::MAX, |_| true), limit, |r| {
-                r.created_at
+                (r.created_at, r.id)
             })
         })
     }
@@ -243,7 +259,7 @@ impl MemoryStore {
                 r.metric_name == q.name && q.since.is_none_or(|s| r.bucket_start >= s)
             });
             // The newest `limit`, returned oldest first (a time series).
-            rows.sort_by_key(|r| std::cmp::Reverse(r.bucket_start));
+            rows.sort_by(|a, b| b.bucket_start.cmp(&a.bucket_start).then(a.id.cmp(&b.id)));
             rows.truncate(q.limit);
             rows.reverse();
             rows
@@ -252,7 +268,7 @@ impl MemoryStore {
 }
 
 /// Newest first by `at`, at most `limit`.
-fn sorted<T>(mut rows: Vec<T>, limit: usize, at: impl Fn(&T) -> DateTime<Utc>) -> Vec<T> {
+fn sorted<T>(mut rows: Vec<T>, limit: usize, at: impl Fn(&T) -> (DateTime<Utc>, Uuid)) -> Vec<T> {
     by_created_desc(&mut rows, at);
     rows.truncate(limit);
     rows

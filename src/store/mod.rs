@@ -118,6 +118,8 @@ pub struct StoreOptions {
     pub memory_rows: usize,
     /// Days kept in Postgres: metric rollups, resolved alerts, patterns (`0`: forever).
     pub retention: (u32, u32, u32),
+    /// Where unwritten records go at shutdown when Postgres is unreachable (`None`: lost).
+    pub spill_file: Option<std::path::PathBuf>,
 }
 
 impl StoreOptions {
@@ -134,6 +136,8 @@ impl StoreOptions {
                 s.retention.alerts_days,
                 s.retention.patterns_days,
             ),
+            spill_file: (!s.database.spill_file.is_empty())
+                .then(|| std::path::PathBuf::from(&s.database.spill_file)),
         }
     }
 }
@@ -180,7 +184,14 @@ impl Store {
     /// Monitor, and writes wait in the queue.
     pub fn postgres(url: &str, o: &StoreOptions) -> Result<Self, StoreError> {
         let pg = Arc::new(PgStore::new(url, o.pool_size, o.timeout)?);
-        let writer = StoreWriter::new(pg.clone(), o.queue_max, o.batch, o.flush_every, o.retention);
+        let writer = StoreWriter::new(
+            pg.clone(),
+            o.queue_max,
+            o.batch,
+            o.flush_every,
+            o.retention,
+            o.spill_file.clone(),
+        );
         let status = writer.status();
         let writer = Supervisor::start(move |_| writer);
         Ok(Store {
@@ -241,6 +252,19 @@ impl Store {
         match &self.inner.postgres {
             None => true,
             Some(p) => p.writer.send(Drain(timeout)).await.unwrap_or(false),
+        }
+    }
+
+    /// After a [`Store::flush`] that timed out (shutdown): save what is still queued to the
+    /// spill file, read back at the next start. Answers how many records were saved.
+    pub async fn spill(&self) -> Result<usize, String> {
+        match &self.inner.postgres {
+            None => Ok(0),
+            Some(p) => p
+                .writer
+                .send(writer::Spill)
+                .await
+                .map_err(|e| e.to_string())?,
         }
     }
 

@@ -276,7 +276,51 @@ pub enum Record {
     Audit(AuditRow),
 }
 
+fn micros(t: &mut DateTime<Utc>) {
+    use chrono::SubsecRound;
+    *t = t.trunc_subsecs(6);
+}
+
+fn micros_opt(t: &mut Option<DateTime<Utc>>) {
+    if let Some(t) = t.as_mut() {
+        micros(t);
+    }
+}
+
 impl Record {
+    fn round_times(&mut self) {
+        match self {
+            Record::Alert(r) => {
+                micros_opt(&mut r.acknowledged_at);
+                micros_opt(&mut r.resolved_at);
+                micros_opt(&mut r.last_notified_at);
+                micros(&mut r.first_seen);
+                micros(&mut r.last_seen);
+                micros(&mut r.created_at);
+                micros(&mut r.updated_at);
+            }
+            Record::Notification(r) => micros(&mut r.created_at),
+            Record::Diagnostic(r) => micros(&mut r.created_at),
+            Record::Repair(r) => micros(&mut r.created_at),
+            Record::Pattern(r) => {
+                micros_opt(&mut r.last_applied_at);
+                micros(&mut r.created_at);
+                micros(&mut r.updated_at);
+            }
+            Record::Prediction(r) => {
+                micros_opt(&mut r.predicted_time);
+                micros(&mut r.created_at);
+            }
+            Record::SecurityIncident(r) => micros(&mut r.created_at),
+            Record::Performance(r) => micros(&mut r.created_at),
+            Record::HealthMetric(r) => {
+                micros(&mut r.bucket_start);
+                micros(&mut r.created_at);
+            }
+            Record::Audit(r) => micros(&mut r.created_at),
+        }
+    }
+
     /// The table the record goes to.
     pub fn table(&self) -> &'static str {
         match self {
@@ -293,8 +337,10 @@ impl Record {
         }
     }
 
-    /// Cut strings to their column's length, so one long value cannot fail a batch.
+    /// Cut strings to their column's length, so one long value cannot fail a batch, and
+    /// times to microseconds, Postgres's precision (so memory and Postgres hold the same row).
     pub fn clip(&mut self) {
+        self.round_times();
         match self {
             Record::Alert(r) => {
                 clip(&mut r.alert_type, 100);

@@ -30,6 +30,8 @@ pub struct PgStore {
     url: String,
     timeout: Duration,
     migrated: AtomicBool,
+    /// Held while migrations run: one run at a time per store.
+    migrating: tokio::sync::Mutex<()>,
 }
 
 /// Rows written and rows Postgres refused (bad data, not an outage).
@@ -92,6 +94,13 @@ pub async fn run_migrations(url: &str) -> Result<usize, StoreError> {
         let mut conn =
             <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        // One migrating instance at a time, across processes: the lock is held by this
+        // connection and released when it closes.
+        diesel::connection::SimpleConnection::batch_execute(
+            &mut conn,
+            &format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"),
+        )
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let ran = conn
             .run_pending_migrations(MIGRATIONS)
             .map_err(|e| StoreError::Query(format!("migration failed: {e}")))?;
@@ -100,6 +109,9 @@ pub async fn run_migrations(url: &str) -> Result<usize, StoreError> {
     .await
     .map_err(|e| StoreError::Query(format!("migration task failed: {e}")))?
 }
+
+/// Key of the Postgres advisory lock taken while migrating ("selfheal" in ASCII).
+const MIGRATION_LOCK: i64 = 0x73656c666865616c;
 
 /// Revert every migration (tests: up, down, up).
 pub async fn revert_migrations(url: &str) -> Result<usize, StoreError> {
@@ -125,6 +137,7 @@ impl PgStore {
             url: url.to_owned(),
             timeout,
             migrated: AtomicBool::new(false),
+            migrating: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -135,6 +148,13 @@ impl PgStore {
 
     /// Run migrations once per process (again after a failure).
     pub async fn ensure_migrated(&self) -> Result<(), StoreError> {
+        if AtomicBool::load(&self.migrated, Ordering::Acquire) {
+            return Ok(());
+        }
+        // The writer's start, its first batch and a read may all ask at once; two runs at once
+        // on a fresh database make one fail (the other's tables already exist). Wait for the
+        // run under way, then see whether it succeeded.
+        let _one_run = self.migrating.lock().await;
         if AtomicBool::load(&self.migrated, Ordering::Acquire) {
             return Ok(());
         }
@@ -346,7 +366,7 @@ impl PgStore {
         self.with_conn(async |conn| {
             system_alerts::table
                 .filter(system_alerts::state.ne("resolved"))
-                .order(system_alerts::created_at.desc())
+                .order((system_alerts::created_at.desc(), system_alerts::id))
                 .select(AlertRow::as_select())
                 .load(conn)
                 .await
@@ -358,7 +378,7 @@ impl PgStore {
         self.with_conn(async |conn| {
             notification_log::table
                 .filter(notification_log::alert_id.eq(alert_id))
-                .order(notification_log::created_at.asc())
+                .order((notification_log::created_at.asc(), notification_log::id))
                 .select(NotificationRow::as_select())
                 .load(conn)
                 .await
@@ -369,7 +389,10 @@ impl PgStore {
     pub async fn diagnostics(&self, limit: usize) -> Result<Vec<DiagnosticRow>, StoreError> {
         self.with_conn(async |conn| {
             diagnostic_reports::table
-                .order(diagnostic_reports::created_at.desc())
+                .order((
+                    diagnostic_reports::created_at.desc(),
+                    diagnostic_reports::id,
+                ))
                 .limit(limit as i64)
                 .select(DiagnosticRow::as_select())
                 .load(conn)
@@ -381,7 +404,7 @@ impl PgStore {
     pub async fn repairs(&self, limit: usize) -> Result<Vec<RepairRow>, StoreError> {
         self.with_conn(async |conn| {
             repair_history::table
-                .order(repair_history::created_at.desc())
+                .order((repair_history::created_at.desc(), repair_history::id))
                 .limit(limit as i64)
                 .select(RepairRow::as_select())
                 .load(conn)
@@ -404,7 +427,7 @@ impl PgStore {
     pub async fn predictions(&self, limit: usize) -> Result<Vec<PredictionRow>, StoreError> {
         self.with_conn(async |conn| {
             predictions::table
-                .order(predictions::created_at.desc())
+                .order((predictions::created_at.desc(), predictions::id))
                 .limit(limit as i64)
                 .select(PredictionRow::as_select())
                 .load(conn)
@@ -419,7 +442,10 @@ impl PgStore {
     ) -> Result<Vec<SecurityIncidentRow>, StoreError> {
         self.with_conn(async |conn| {
             security_incidents::table
-                .order(security_incidents::created_at.desc())
+                .order((
+                    security_incidents::created_at.desc(),
+                    security_incidents::id,
+                ))
                 .limit(limit as i64)
                 .select(SecurityIncidentRow::as_select())
                 .load(conn)
@@ -431,7 +457,10 @@ impl PgStore {
     pub async fn performance(&self, limit: usize) -> Result<Vec<PerformanceRow>, StoreError> {
         self.with_conn(async |conn| {
             performance_metrics::table
-                .order(performance_metrics::created_at.desc())
+                .order((
+                    performance_metrics::created_at.desc(),
+                    performance_metrics::id,
+                ))
                 .limit(limit as i64)
                 .select(PerformanceRow::as_select())
                 .load(conn)
@@ -443,7 +472,7 @@ impl PgStore {
     pub async fn audit(&self, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
         self.with_conn(async |conn| {
             admin_audit_logs::table
-                .order(admin_audit_logs::created_at.desc())
+                .order((admin_audit_logs::created_at.desc(), admin_audit_logs::id))
                 .limit(limit as i64)
                 .select(AuditRow::as_select())
                 .load(conn)

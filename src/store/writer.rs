@@ -12,6 +12,7 @@
 //! restart could not lose except the queue, so nothing in it panics on input.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -83,6 +84,13 @@ pub struct StoreWriter {
     retention: (u32, u32, u32),
     queue: VecDeque<Record>,
     in_flight: usize,
+    /// The batch being written (kept so a spill at shutdown includes it; writes are
+    /// idempotent, so a record both written and spilled is stored once).
+    in_flight_batch: Option<Arc<Vec<Record>>>,
+    /// Where the queue goes when it cannot be written before shutdown, and is read back from.
+    spill_file: Option<PathBuf>,
+    /// A reachability check is running (queue empty, Postgres last seen down).
+    probing: bool,
     cap: usize,
     batch: usize,
     every: Duration,
@@ -99,6 +107,7 @@ impl StoreWriter {
         batch: usize,
         every: Duration,
         retention: (u32, u32, u32),
+        spill_file: Option<PathBuf>,
     ) -> Self {
         let status = Arc::new(Mutex::new(WriterStatus {
             state: WriterState::Unknown,
@@ -117,6 +126,9 @@ impl StoreWriter {
             retention,
             queue: VecDeque::new(),
             in_flight: 0,
+            in_flight_batch: None,
+            spill_file,
+            probing: false,
             cap: cap.max(1),
             batch: batch.max(1),
             every,
@@ -147,12 +159,21 @@ impl StoreWriter {
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight > 0 || self.queue.is_empty() || Instant::now() < self.next_attempt {
+        if self.in_flight > 0 || self.probing || Instant::now() < self.next_attempt {
+            return;
+        }
+        if self.queue.is_empty() {
+            // Nothing to write, but Postgres was last seen down (or never reached): check on
+            // the same backoff, so the state shows the recovery without waiting for a write.
+            if read_status(&self.status).state != WriterState::Up {
+                self.probe(ctx);
+            }
             return;
         }
         let n = self.batch.min(self.queue.len());
-        let batch: Vec<Record> = self.queue.drain(..n).collect();
+        let batch: Arc<Vec<Record>> = Arc::new(self.queue.drain(..n).collect());
         self.in_flight = n;
+        self.in_flight_batch = Some(batch.clone());
         let pg = self.pg.clone();
         let work = async move {
             let result = pg.write(&batch).await;
@@ -160,12 +181,105 @@ impl StoreWriter {
         };
         ctx.spawn(work.into_actor(self).map(|(result, batch), act, ctx| {
             act.in_flight = 0;
+            act.in_flight_batch = None;
+            let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
             act.finish(result, batch);
             act.release_waiters_if_empty();
             // More waiting and Postgres answers: keep going without waiting for the timer.
             if !act.queue.is_empty() && Instant::now() >= act.next_attempt {
                 act.flush(ctx);
             }
+        }));
+    }
+
+    /// Queue what an earlier shutdown could not write (then remove the file).
+    fn load_spill(&mut self) {
+        let Some(path) = &self.spill_file else {
+            return;
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                log::error!(
+                    "database: cannot read the spill file {}: {e}",
+                    path.display()
+                );
+                return;
+            }
+        };
+        let (mut loaded, mut bad) = (0usize, 0usize);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            match serde_json::from_str::<Record>(line) {
+                Ok(r) => {
+                    self.queue.push_back(r);
+                    loaded += 1;
+                }
+                Err(_) => bad += 1,
+            }
+        }
+        if let Err(e) = std::fs::remove_file(path) {
+            log::error!(
+                "database: cannot remove the spill file {}: {e}",
+                path.display()
+            );
+        }
+        if bad > 0 {
+            log::error!("database: {bad} unreadable line(s) in the spill file were skipped");
+        }
+        log::info!(
+            "database: queued {loaded} record(s) an earlier shutdown could not write ({})",
+            path.display()
+        );
+        self.update(|_| {});
+    }
+
+    /// Write the queue (and the batch in flight) to the spill file, one JSON record per line.
+    fn spill(&mut self) -> Result<usize, String> {
+        let Some(path) = self.spill_file.clone() else {
+            return Ok(0);
+        };
+        let mut records: Vec<&Record> = Vec::new();
+        if let Some(b) = &self.in_flight_batch {
+            records.extend(b.iter());
+        }
+        records.extend(self.queue.iter());
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let mut out = String::new();
+        for r in &records {
+            let line = serde_json::to_string(r).map_err(|e| e.to_string())?;
+            out.push_str(&line);
+            out.push('\n');
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        // Appending keeps an older spill that was not read back (a start without Postgres
+        // configured, say).
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::io::Write::write_all(&mut file, out.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(records.len())
+    }
+
+    fn probe(&mut self, ctx: &mut Context<Self>) {
+        self.probing = true;
+        let pg = self.pg.clone();
+        let work = async move {
+            pg.ensure_migrated().await?;
+            pg.ping().await?;
+            Ok(super::postgres::WriteOutcome::default())
+        };
+        ctx.spawn(work.into_actor(self).map(|result, act, _| {
+            act.probing = false;
+            act.finish(result, Vec::new());
         }));
     }
 
@@ -226,6 +340,7 @@ impl Actor for StoreWriter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.load_spill();
         ctx.run_interval(self.every, |act, ctx| act.flush(ctx));
         ctx.run_interval(PRUNE_EVERY, |act, ctx| {
             let (pg, (m, a, p)) = (act.pg.clone(), act.retention);
@@ -265,6 +380,7 @@ impl Supervised for StoreWriter {
     fn restarting(&mut self, _: &mut Self::Context) {
         // The queue is kept: a restart must not lose what was waiting.
         self.in_flight = 0;
+        self.probing = false;
     }
 }
 
@@ -307,5 +423,19 @@ impl Handler<Drain> for StoreWriter {
         self.next_attempt = Instant::now().min(self.next_attempt);
         self.flush(ctx);
         Box::pin(async move { matches!(actix_web::rt::time::timeout(msg.0, rx).await, Ok(Ok(()))) })
+    }
+}
+
+/// At shutdown, after a [`Drain`] that timed out: save what is still queued to the spill file
+/// (`DB_SPILL_FILE`), to be queued again at the next start. Answers how many were saved.
+#[derive(Message)]
+#[rtype(result = "Result<usize, String>")]
+pub struct Spill;
+
+impl Handler<Spill> for StoreWriter {
+    type Result = Result<usize, String>;
+
+    fn handle(&mut self, _: Spill, _: &mut Self::Context) -> Self::Result {
+        self.spill()
     }
 }

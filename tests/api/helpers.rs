@@ -95,6 +95,15 @@ pub fn test_settings(overrides: &[(&str, &str)]) -> Settings {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     env.insert("SYSTEM_ADMIN_TOKEN".to_owned(), token);
+    // A spill file of its own: a test's unwritten records must never reach another test.
+    let spill = std::env::temp_dir().join(format!(
+        "selfheal-test-spill-{}.jsonl",
+        uuid::Uuid::new_v4().simple()
+    ));
+    env.insert(
+        "DB_SPILL_FILE".to_owned(),
+        spill.to_string_lossy().into_owned(),
+    );
     env.extend(
         overrides
             .iter()
@@ -345,4 +354,54 @@ pub fn encode(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The demo backend's database routes (`/demo/orders`, `/demo/n-plus-one`, the very code of
+/// `examples/demo_backend/orders.rs`) on a host app embedding selfheal, with the demo's pool
+/// built through the query logger and watched by the Monitor. With `database_url`, the table
+/// is created and seeded (200 000 rows) before the app answers; without, the routes answer 503.
+pub async fn spawn_demo_app(overrides: &[(&str, &str)], database_url: Option<&str>) -> TestApp {
+    let mut all: Vec<(&str, &str)> = overrides.to_vec();
+    if let Some(url) = database_url {
+        all.push(("DATABASE_URL", url));
+    }
+    let settings = test_settings(&all);
+    start_in_own_system(move || async move {
+        use crate::demo_orders::{self, DemoDb};
+        let workers = settings.server.workers.max(1);
+        let url = settings.database_url.clone();
+        let selfheal = SelfHeal::start(settings).await.expect("selfheal starts");
+        let db = match url {
+            None => DemoDb(None),
+            Some(url) => {
+                let pool = diesel_async::pooled_connection::deadpool::Pool::builder(
+                    selfheal.query_logger().manager(&url),
+                )
+                .max_size(4)
+                .build()
+                .expect("the demo pool builds");
+                demo_orders::prepare(&pool, demo_orders::SEED_ROWS)
+                    .await
+                    .expect("demo_orders is created and seeded");
+                selfheal.watch_pool("demo", pool.clone());
+                DemoDb(Some(pool))
+            }
+        };
+        let sh = selfheal.clone();
+        let db = web::Data::new(db);
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(sh.tracer())
+                .app_data(db.clone())
+                .configure(demo_orders::configure)
+                .configure(sh.routes())
+        })
+        .workers(workers)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .expect("the demo app binds");
+        let port = server.addrs()[0].port();
+        actix_web::rt::spawn(server.run());
+        (port, selfheal)
+    })
 }

@@ -31,8 +31,7 @@ pub fn pg_admin_url() -> String {
 
 /// The Redis the tests use.
 pub fn redis_url() -> String {
-    std::env::var("SELFHEAL_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    std::env::var("SELFHEAL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
 /// A random Redis key prefix for one test.
@@ -43,7 +42,9 @@ pub fn test_prefix() -> String {
 /// Run blocking diesel work on a thread of its own (the sync wrapper brings its own runtime,
 /// which must not run inside the test's).
 fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(f).join().expect("the database thread did not panic")
+    std::thread::spawn(f)
+        .join()
+        .expect("the database thread did not panic")
 }
 
 fn admin_connection() -> SyncPg {
@@ -58,7 +59,9 @@ fn admin_connection() -> SyncPg {
 
 /// `url` with its database replaced by `name`.
 fn with_database(url: &str, name: &str) -> String {
-    let (base, _) = url.rsplit_once('/').expect("a postgres URL with a database");
+    let (base, _) = url
+        .rsplit_once('/')
+        .expect("a postgres URL with a database");
     format!("{base}/{name}")
 }
 
@@ -72,7 +75,11 @@ impl TestDb {
     pub fn create() -> TestDb {
         let name = format!("selfheal_t_{}", uuid::Uuid::new_v4().simple());
         let sql = format!("CREATE DATABASE \"{name}\"");
-        on_thread(move || admin_connection().batch_execute(&sql).expect("CREATE DATABASE"));
+        on_thread(move || {
+            admin_connection()
+                .batch_execute(&sql)
+                .expect("CREATE DATABASE")
+        });
         TestDb {
             url: with_database(&pg_admin_url(), &name),
             name,
@@ -128,8 +135,14 @@ impl Drop for TestDb {
 /// `host:port` of a URL like `scheme://[user@]host:port[/...]`.
 fn host_port(url: &str) -> String {
     let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
-    let after_user = after_scheme.rsplit_once('@').map_or(after_scheme, |(_, r)| r);
-    after_user.split('/').next().unwrap_or(after_user).to_owned()
+    let after_user = after_scheme
+        .rsplit_once('@')
+        .map_or(after_scheme, |(_, r)| r);
+    after_user
+        .split('/')
+        .next()
+        .unwrap_or(after_user)
+        .to_owned()
 }
 
 /// A TCP relay on 127.0.0.1 that can be taken down and brought back on the same port.
@@ -180,7 +193,9 @@ impl TcpProxy {
             *g += 1;
             *g
         };
-        listener.set_nonblocking(true).expect("nonblocking listener");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
         std::thread::spawn(move || loop {
             if !state.up.load(Ordering::SeqCst)
                 || *state.generation.lock().expect("lock") != generation

@@ -7,10 +7,14 @@
 mod auth;
 mod compliance;
 mod config;
+mod data;
+#[path = "../../examples/demo_backend/orders.rs"]
+mod demo_orders;
 mod errors;
 mod events;
 mod helpers;
 mod infra;
 mod metrics;
+mod store;
 mod supervision;
 mod tracing;

@@ -1,0 +1,508 @@
+//! The data layer against the real Postgres and Redis: the write-behind queue across an
+//! outage, the query logger on real queries, the Monitor's database and Redis checks, and the
+//! demo's database routes.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+use uuid::Uuid;
+
+use selfheal::store::{AuditRow, Record, Store, StoreOptions, WriterState};
+
+use crate::helpers::{assert_error, eventually, spawn_app, spawn_demo_app, TestApp};
+use crate::infra::{redis_url, test_prefix, TcpProxy, TestDb};
+
+fn options(queue_max: usize) -> StoreOptions {
+    StoreOptions {
+        pool_size: 2,
+        timeout: Duration::from_millis(500),
+        queue_max,
+        batch: 20,
+        flush_every: Duration::from_millis(20),
+        memory_rows: 1000,
+        retention: (0, 0, 0),
+        spill_file: None,
+    }
+}
+
+fn audit(i: usize) -> Record {
+    Record::Audit(AuditRow {
+        id: Uuid::new_v4(),
+        actor: "test".to_owned(),
+        action: format!("outage.write.{i}"),
+        resource: None,
+        resource_id: None,
+        details: serde_json::json!({ "i": i }),
+        ip_address: None,
+        user_agent: None,
+        created_at: Utc::now(),
+    })
+}
+
+/// Poll `check` for up to `secs` seconds (outages need longer than the default deadline).
+async fn within(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if check() {
+            return true;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+#[actix_web::test]
+async fn writes_queued_during_a_postgres_outage_are_written_once_after_it() {
+    let db = TestDb::create();
+    let proxy = TcpProxy::start(&db.url);
+    let store = Store::postgres(&db.url_via(&proxy), &options(10_000)).unwrap();
+    // Migrated and answering before the outage.
+    store.write(audit(0));
+    assert!(
+        store.flush(Duration::from_secs(10)).await,
+        "first write lands"
+    );
+
+    proxy.down();
+    for i in 1..=50 {
+        store.write(audit(i));
+    }
+    assert!(
+        within(10, || {
+            let w = store.status().writer.unwrap();
+            w.state == WriterState::Down && w.queued == 50
+        })
+        .await,
+        "the writer reports Postgres down with the 50 records queued: {:?}",
+        store.status()
+    );
+    // Nothing reached Postgres; reads still answer, from memory, flagged partial.
+    assert_eq!(db.scalar("SELECT count(*) FROM admin_audit_logs"), 1);
+    let read = store.audit(100).await;
+    assert!(read.partial);
+    assert_eq!(read.source, "memory");
+    assert_eq!(read.data.len(), 51);
+
+    proxy.up();
+    assert!(
+        store.flush(Duration::from_secs(15)).await,
+        "the queue drains once Postgres is back: {:?}",
+        store.status()
+    );
+    // Every queued record written exactly once.
+    assert_eq!(db.scalar("SELECT count(*) FROM admin_audit_logs"), 51);
+    assert_eq!(
+        db.scalar("SELECT count(DISTINCT action) FROM admin_audit_logs"),
+        51
+    );
+    let w = store.status().writer.unwrap();
+    assert_eq!(
+        (w.state, w.queued, w.written, w.overflow),
+        (WriterState::Up, 0, 51, 0)
+    );
+    let read = store.audit(100).await;
+    assert!(!read.partial);
+    assert_eq!(read.source, "postgres");
+    assert_eq!(read.data.len(), 51);
+}
+
+#[actix_web::test]
+async fn a_full_queue_refuses_and_counts_what_it_cannot_hold() {
+    let db = TestDb::create();
+    let proxy = TcpProxy::start(&db.url);
+    let store = Store::postgres(&db.url_via(&proxy), &options(10)).unwrap();
+    store.write(audit(0));
+    assert!(store.flush(Duration::from_secs(10)).await);
+    proxy.down();
+    for i in 1..=15 {
+        store.write(audit(i));
+    }
+    assert!(
+        within(10, || {
+            let w = store.status().writer.unwrap();
+            w.queued == 10 && w.overflow == 5
+        })
+        .await,
+        "10 held, 5 refused and counted: {:?}",
+        store.status()
+    );
+    proxy.up();
+    assert!(store.flush(Duration::from_secs(15)).await);
+    assert_eq!(db.scalar("SELECT count(*) FROM admin_audit_logs"), 11);
+    assert_eq!(store.status().writer.unwrap().overflow, 5);
+}
+
+/// Host rules off, so the overall verdict depends on the dependency under test only (the
+/// machine running the suite may well be busy).
+const QUIET_HOST: &[(&str, &str)] = &[
+    ("CPU_THRESHOLD_PERCENT", "0"),
+    ("MEMORY_THRESHOLD_PERCENT", "0"),
+    ("DISK_THRESHOLD_PERCENT", "0"),
+    ("HEAP_THRESHOLD_PERCENT", "0"),
+];
+
+async fn component(app: &TestApp, name: &str) -> Value {
+    let r = app.admin_get("/api/v1/system/health/detailed").await;
+    assert_eq!(r.status, 200);
+    r.data()["components"][name].clone()
+}
+
+#[actix_web::test]
+async fn health_shows_the_database_down_during_an_outage_and_healthy_after() {
+    let db = TestDb::create();
+    let proxy = TcpProxy::start(&db.url);
+    let url = db.url_via(&proxy);
+    let mut env = QUIET_HOST.to_vec();
+    env.extend([("DATABASE_URL", url.as_str()), ("DB_TIMEOUT_MS", "300")]);
+    let app = spawn_app(&env).await;
+    let check = eventually(|| component(&app, "database"), |c| c["status"] == "healthy").await;
+    assert_eq!(check["status"], "healthy", "{check}");
+    assert!(check["value"].as_f64().unwrap() > 0.0, "SELECT 1 is timed");
+    let pools = check["details"]["pools"].as_array().unwrap();
+    assert!(pools
+        .iter()
+        .any(|p| p["name"] == "selfheal" && p["max_size"].as_u64() == Some(10)));
+
+    proxy.down();
+    let down = eventually(|| component(&app, "database"), |c| c["status"] == "down").await;
+    assert_eq!(down["status"], "down", "database check goes down: {down}");
+    assert!(down["message"]
+        .as_str()
+        .unwrap()
+        .contains("SELECT 1 failed"));
+    let r = app.admin_get("/api/v1/system/health/detailed").await;
+    assert_eq!(r.data()["overall"], "critical");
+    // The system keeps serving meanwhile.
+    assert_eq!(app.get("/health", &[]).await.status, 200);
+
+    proxy.up();
+    let back = eventually(|| component(&app, "database"), |c| c["status"] == "healthy").await;
+    assert_eq!(back["status"], "healthy", "reconnected by itself: {back}");
+}
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+async fn queries(app: &TestApp, query: &str) -> Value {
+    let r = app
+        .admin_get(&format!("/api/v1/system/queries{query}"))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.data().clone()
+}
+
+fn top_entry<'a>(report: &'a Value, needle: &str) -> Option<&'a Value> {
+    report["top"]
+        .as_array()?
+        .iter()
+        .find(|q| q["query"].as_str().is_some_and(|t| t.contains(needle)))
+}
+
+#[actix_web::test]
+async fn the_query_logger_fingerprints_times_and_links_queries_to_their_request() {
+    let db = TestDb::create();
+    let app = spawn_demo_app(&[], Some(&db.url)).await;
+    let traceparent = format!("00-{TRACE}-00f067aa0ba902b7-01");
+    let r = app
+        .get("/demo/n-plus-one?n=5", &[("traceparent", &traceparent)])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["queries"], 6);
+
+    // The request's six queries, linked by its trace id: one list query, then five lookups.
+    let by_trace = format!("?trace_id={TRACE}");
+    let report = eventually(
+        || queries(&app, &by_trace),
+        |q| q["trace"].as_array().is_some_and(|t| t.len() == 6),
+    )
+    .await;
+    let trace = report["trace"].as_array().unwrap();
+    assert_eq!(trace.len(), 6, "{report}");
+    assert!(trace.iter().all(|q| q["trace_id"] == TRACE));
+    let lookup_id = &trace[1]["id"];
+    assert!(
+        trace[1..].iter().all(|q| &q["id"] == lookup_id),
+        "one fingerprint for the N lookups"
+    );
+    assert_ne!(&trace[0]["id"], lookup_id);
+    assert!(trace
+        .iter()
+        .all(|q| q["duration_ms"].as_f64().unwrap() > 0.0));
+
+    // Per-fingerprint stats: constants normalised, five calls of the lookup.
+    let lookup = top_entry(&report, "WHERE (\"demo_orders\".\"id\" = ?)").expect("the lookup");
+    assert_eq!(lookup["calls"], 5);
+    assert_eq!(&lookup["id"], lookup_id);
+    for field in ["total_ms", "mean_ms", "p95_ms", "max_ms"] {
+        assert!(lookup[field].as_f64().unwrap() > 0.0, "{field}: {lookup}");
+    }
+    assert!(lookup["last_seen"].is_string());
+
+    // Two customers, one statement; the unindexed filter is measurably slower than the
+    // primary-key lookups (a sequential scan of 200 000 rows).
+    for customer in [1, 2] {
+        let r = app
+            .get(&format!("/demo/orders?customer={customer}"), &[])
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body["count"], 40);
+    }
+    let report = eventually(
+        || queries(&app, ""),
+        |q| top_entry(q, "\"customer_id\" = ?").is_some_and(|e| e["calls"] == 2),
+    )
+    .await;
+    let scan = top_entry(&report, "\"customer_id\" = ?").unwrap();
+    assert_eq!(scan["calls"], 2, "{report}");
+    let lookup = top_entry(&report, "WHERE (\"demo_orders\".\"id\" = ?)").unwrap();
+    assert!(
+        scan["mean_ms"].as_f64().unwrap() > 3.0 * lookup["mean_ms"].as_f64().unwrap(),
+        "scan {scan} vs lookup {lookup}"
+    );
+    // The pools: selfheal's own and the demo's, with deadpool's figures.
+    let pools = report["pools"].as_array().unwrap();
+    let demo = pools
+        .iter()
+        .find(|p| p["name"] == "demo")
+        .expect("the demo pool is watched");
+    assert_eq!(demo["max_size"], 4);
+    assert!(demo["size"].as_u64().unwrap() >= 1);
+    assert!(report["fingerprints"]["total_queries"].as_u64().unwrap() >= 8);
+}
+
+#[actix_web::test]
+async fn slow_and_failing_queries_are_reported_and_slow_ones_published() {
+    let db = TestDb::create();
+    let app = spawn_demo_app(&[("DB_SLOW_QUERY_MS", "1")], Some(&db.url)).await;
+    let traceparent = format!("00-{TRACE}-00f067aa0ba902b7-01");
+    let r = app
+        .get("/demo/orders?customer=9", &[("traceparent", &traceparent)])
+        .await;
+    assert_eq!(r.status, 200);
+    let report = eventually(
+        || queries(&app, ""),
+        |q| {
+            q["slow"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|e| e["trace_id"] == TRACE))
+        },
+    )
+    .await;
+    let slow = report["slow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["trace_id"] == TRACE)
+        .expect("the scan is a slow query");
+    assert!(slow["query"].as_str().unwrap().contains("customer_id"));
+    assert!(slow["duration_ms"].as_f64().unwrap() >= 1.0);
+    let events = eventually(
+        || app.events("metric"),
+        |e| e.iter().any(|e| e["data"]["type"] == "SLOW_QUERY"),
+    )
+    .await;
+    let event = events
+        .iter()
+        .find(|e| e["data"]["type"] == "SLOW_QUERY" && e["data"]["query"]["trace_id"] == TRACE)
+        .expect("a SLOW_QUERY event for the request");
+    assert_eq!(event["data"]["query"]["threshold_ms"], 1);
+    assert_eq!(event["data"]["query"]["id"], slow["id"]);
+
+    // A failing query on a host pool built with the logger: counted as an error, with its text.
+    let pool = diesel_async::pooled_connection::deadpool::Pool::builder(
+        app.selfheal().query_logger().manager(&db.url),
+    )
+    .max_size(1)
+    .build()
+    .unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let failed = diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("SELECT * FROM no_such_table WHERE id = 42"),
+        &mut conn,
+    )
+    .await;
+    assert!(failed.is_err());
+    let report = eventually(
+        || queries(&app, ""),
+        |q| q["errors"].as_array().is_some_and(|e| !e.is_empty()),
+    )
+    .await;
+    let error = &report["errors"][0];
+    assert_eq!(error["query"], "SELECT * FROM no_such_table WHERE id = ?");
+    assert!(
+        error["error"].as_str().unwrap().contains("no_such_table"),
+        "{error}"
+    );
+    let entry = top_entry(&report, "no_such_table").unwrap();
+    assert_eq!(
+        (entry["calls"].as_u64(), entry["errors"].as_u64()),
+        (Some(1), Some(1))
+    );
+}
+
+#[actix_web::test]
+async fn demo_database_routes_validate_input_and_need_a_database() {
+    let app = spawn_demo_app(&[], None).await;
+    let r = app.get("/demo/orders?customer=1", &[]).await;
+    assert_error(&r, 503, "UNAVAILABLE");
+    let r = app.get("/demo/n-plus-one?n=3", &[]).await;
+    assert_error(&r, 503, "UNAVAILABLE");
+
+    let db = TestDb::create();
+    let app = spawn_demo_app(&[], Some(&db.url)).await;
+    assert_eq!(db.scalar("SELECT count(*) FROM demo_orders"), 200_000);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_indexes WHERE tablename = 'demo_orders' AND indexdef LIKE '%customer_id%'"),
+        0,
+        "customer_id stays unindexed"
+    );
+    for bad in [
+        "",
+        "?customer=",
+        "?customer=abc",
+        "?customer=-4",
+        "?customer=99999999999",
+    ] {
+        let r = app.get(&format!("/demo/orders{bad}"), &[]).await;
+        assert_error(&r, 400, "BAD_REQUEST");
+    }
+    for bad in ["?n=0", "?n=501", "?n=x"] {
+        let r = app.get(&format!("/demo/n-plus-one{bad}"), &[]).await;
+        assert_error(&r, 400, "BAD_REQUEST");
+    }
+    let r = app.get("/demo/orders?customer=4999999", &[]).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["count"].as_u64()),
+        (200, Some(0))
+    );
+}
+
+#[actix_web::test]
+async fn queries_route_rejects_a_malformed_trace_id() {
+    let app = spawn_app(&[]).await;
+    for bad in [
+        "abc",
+        "zz92f3577b34da6a3ce929d0e0e4736z",
+        "4bf92f3577b34da6a3ce929d0e0e47361",
+    ] {
+        let r = app
+            .admin_get(&format!("/api/v1/system/queries?trace_id={bad}"))
+            .await;
+        assert_error(&r, 400, "BAD_REQUEST");
+    }
+    let r = app.admin_get("/api/v1/system/queries?limit=0").await;
+    assert_error(&r, 400, "BAD_REQUEST");
+    // Standalone: no pools, nothing recorded, still a full answer.
+    let r = app.admin_get("/api/v1/system/queries").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.data()["pools"], serde_json::json!([]));
+    assert_eq!(r.data()["top"], serde_json::json!([]));
+}
+
+async fn exists(redis: &selfheal::redis::RedisHandle, key: &str) -> bool {
+    let mut cmd = deadpool_redis::redis::cmd("EXISTS");
+    cmd.arg(key);
+    redis.query::<i64>(&cmd).await.unwrap() == 1
+}
+
+#[actix_web::test]
+async fn redis_down_degrades_the_verdict_and_it_reconnects_by_itself() {
+    let prefix = test_prefix();
+    let proxy = TcpProxy::start(&redis_url());
+    let url = proxy.url_for(&redis_url());
+    let mut env = QUIET_HOST.to_vec();
+    env.extend([
+        ("REDIS_URL", url.as_str()),
+        ("REDIS_KEY_PREFIX", prefix.as_str()),
+        ("REDIS_TIMEOUT_MS", "300"),
+    ]);
+    let app = spawn_app(&env).await;
+    let check = eventually(|| component(&app, "redis"), |c| c["status"] == "healthy").await;
+    assert_eq!(check["status"], "healthy", "{check}");
+    assert!(check["value"].as_f64().unwrap() > 0.0, "PING is timed");
+    assert!(check["details"]["memory"]["used_bytes"].as_u64().unwrap() > 0);
+
+    // The heartbeat is the key selfheal writes, under the configured prefix only.
+    let direct =
+        selfheal::redis::RedisHandle::new(&redis_url(), &prefix, 1, Duration::from_secs(2))
+            .unwrap();
+    let key = format!("{prefix}instance:{}", app.selfheal().instance_id());
+    let written = eventually(|| exists(&direct, &key), |e| *e).await;
+    assert!(written, "heartbeat {key} exists");
+    let mut scan = deadpool_redis::redis::cmd("KEYS");
+    scan.arg(format!("*{}*", app.selfheal().instance_id()));
+    let keys: Vec<String> = direct.query(&scan).await.unwrap();
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k.starts_with(&prefix)),
+        "{keys:?}"
+    );
+
+    proxy.down();
+    let down = eventually(|| component(&app, "redis"), |c| c["status"] == "down").await;
+    assert_eq!(down["status"], "down", "{down}");
+    let r = app.admin_get("/api/v1/system/health/detailed").await;
+    assert_eq!(
+        r.data()["overall"],
+        "degraded",
+        "Redis is optional: degraded, not critical"
+    );
+    assert_eq!(app.get("/health", &[]).await.status, 200, "still serving");
+
+    proxy.up();
+    let back = eventually(|| component(&app, "redis"), |c| c["status"] == "healthy").await;
+    assert_eq!(back["status"], "healthy", "reconnected by itself: {back}");
+    let mut del = deadpool_redis::redis::cmd("DEL");
+    del.arg(&key);
+    let _: i64 = direct.query(&del).await.unwrap();
+}
+
+#[actix_web::test]
+async fn records_postgres_cannot_take_at_shutdown_are_saved_and_written_at_the_next_start() {
+    let db = TestDb::create();
+    let proxy = TcpProxy::start(&db.url);
+    let url = db.url_via(&proxy);
+    let spill =
+        std::env::temp_dir().join(format!("selfheal-spill-{}.jsonl", Uuid::new_v4().simple()));
+    let spill_path = spill.to_string_lossy().into_owned();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("DB_TIMEOUT_MS", "300"),
+        ("DB_SPILL_FILE", spill_path.as_str()),
+    ];
+    let app = spawn_app(&env).await;
+    let up = eventually(
+        || async { app.selfheal().store.status().writer.unwrap().state },
+        |s| *s == WriterState::Up,
+    )
+    .await;
+    assert_eq!(up, WriterState::Up);
+
+    proxy.down();
+    let r = app
+        .admin_post("/api/v1/system/agents/monitor/restart", Vec::new())
+        .await;
+    assert_eq!(r.status, 200);
+    app.selfheal().shutdown().await;
+    drop(app);
+    let saved = std::fs::read_to_string(&spill).expect("the spill file was written");
+    assert!(saved.contains("agent.restart"), "{saved}");
+    assert_eq!(db.scalar("SELECT count(*) FROM admin_audit_logs"), 0);
+
+    proxy.up();
+    let app = spawn_app(&env).await;
+    let entries = eventually(
+        || async {
+            let r = app.admin_get("/api/v1/system/audit").await;
+            r.data().clone()
+        },
+        |d| d["partial"] == false && d["entries"].as_array().is_some_and(|e| !e.is_empty()),
+    )
+    .await;
+    assert_eq!(
+        entries["entries"][0]["action"], "agent.restart",
+        "{entries}"
+    );
+    assert_eq!(entries["entries"][0]["resource_id"], "monitor");
+    assert_eq!(db.scalar("SELECT count(*) FROM admin_audit_logs"), 1);
+    assert!(!spill.exists(), "the spill file is consumed");
+}
