@@ -149,15 +149,28 @@ impl QueryTable {
             }
         }
         for s in batch.samples {
-            if !self.entries.contains_key(&s.fingerprint) {
-                if self.entries.len() >= self.max {
+            let len = self.entries.len();
+            let entry = match self.entries.entry(s.fingerprint) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(_) if len >= self.max => {
                     self.rejected += 1;
                     continue;
                 }
-                self.entries
-                    .insert(s.fingerprint, Self::entry(None, batch.at));
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Self::entry(None, batch.at))
+                }
+            };
+            entry.calls += 1;
+            entry.total_us = entry.total_us.saturating_add(s.micros);
+            entry.max_us = entry.max_us.max(s.micros);
+            entry.last_seen = batch.at;
+            if let Some(h) = entry.hist.as_mut() {
+                h.saturating_record(s.micros.max(1));
             }
-            self.record(s, batch.at);
+            if s.error.is_some() {
+                entry.errors += 1;
+            }
+            self.note(s, batch.at);
         }
     }
 
@@ -174,23 +187,14 @@ impl QueryTable {
         }
     }
 
-    fn record(&mut self, s: crate::db::query_logger::QuerySample, at: DateTime<Utc>) {
-        let Some(e) = self.entries.get_mut(&s.fingerprint) else {
-            return;
-        };
-        e.calls += 1;
-        e.total_us = e.total_us.saturating_add(s.micros);
-        e.max_us = e.max_us.max(s.micros);
-        e.last_seen = at;
-        if let Some(h) = e.hist.as_mut() {
-            h.saturating_record(s.micros.max(1));
-        }
+    /// Keep a notable execution: slow, failed, or part of a trace.
+    fn note(&mut self, s: crate::db::query_logger::QuerySample, at: DateTime<Utc>) {
         self.total += 1;
-        let failed = s.error.is_some();
-        if failed {
-            e.errors += 1;
-        }
         let slow = self.slow_us > 0 && s.micros >= self.slow_us;
+        let failed = s.error.is_some();
+        if !slow && !failed && s.trace_id.is_none() {
+            return;
+        }
         let r = Recent {
             fingerprint: s.fingerprint,
             micros: s.micros,

@@ -150,7 +150,13 @@ impl QueryLogger {
 
     /// Take what was recorded since the last drain.
     pub fn drain(&self) -> IngestQueries {
-        let samples = std::mem::take(&mut *lock(&self.sink.samples));
+        // The next buffer starts at the size this one reached, so a steady load does not
+        // regrow it (under the lock) after every flush.
+        let samples = {
+            let mut guard = lock(&self.sink.samples);
+            let size = guard.len().min(MAX_BUFFERED);
+            std::mem::replace(&mut *guard, Vec::with_capacity(size))
+        };
         let texts = std::mem::take(&mut *lock(&self.sink.texts));
         IngestQueries {
             samples,

@@ -506,3 +506,33 @@ async fn records_postgres_cannot_take_at_shutdown_are_saved_and_written_at_the_n
     assert_eq!(db.scalar("SELECT count(*) FROM admin_audit_logs"), 1);
     assert!(!spill.exists(), "the spill file is consumed");
 }
+
+#[actix_web::test]
+async fn a_row_postgres_refuses_is_dropped_and_counted_without_blocking_the_rest() {
+    let db = TestDb::create();
+    let store = Store::postgres(&db.url, &options(1000)).unwrap();
+    let mut poison = audit(1);
+    if let Record::Audit(row) = &mut poison {
+        // Postgres text cannot hold a NUL byte: the row is invalid, the server is fine.
+        row.actor = "bad\0actor".to_owned();
+    }
+    store.write(audit(0));
+    store.write(poison);
+    store.write(audit(2));
+    assert!(
+        store.flush(Duration::from_secs(10)).await,
+        "{:?}",
+        store.status()
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM admin_audit_logs"), 2);
+    let w = store.status().writer.unwrap();
+    assert_eq!(
+        (w.state, w.written, w.rejected, w.queued),
+        (WriterState::Up, 2, 1, 0)
+    );
+    assert!(w.last_error.unwrap().contains("admin_audit_logs"));
+    // The queue keeps flowing.
+    store.write(audit(3));
+    assert!(store.flush(Duration::from_secs(10)).await);
+    assert_eq!(db.scalar("SELECT count(*) FROM admin_audit_logs"), 3);
+}
