@@ -16,8 +16,10 @@
 //! `MetricsStore` every `TRACE_FLUSH_INTERVAL_MS`, and publishes slow queries there, off the
 //! request path.
 //!
-//! Limits: a query whose future is dropped before it finishes (a timeout) leaves an unmatched
-//! start; the connection's pending starts are capped, and it is dropped with them.
+//! A query whose future is dropped before it finishes (a client that went away, a timeout)
+//! leaves an unmatched start. The pool's recycle step (at the next checkout) clears them, so
+//! they never reach another request's queries; within one checkout, a later query on the same
+//! connection would be paired with it (the pending starts are capped at 64).
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -123,12 +125,17 @@ impl QueryLogger {
         }
     }
 
-    /// A pool manager config that installs the logger on every new connection (fast
-    /// recycling: no extra query per checkout).
+    /// A pool manager config that installs the logger on every new connection. Recycling
+    /// sends no query (like `RecyclingMethod::Fast`); it forgets the starts of queries whose
+    /// futures were dropped during the previous checkout (a client that went away, a timeout),
+    /// so they cannot be paired with the next checkout's queries.
     pub fn manager_config(&self) -> ManagerConfig<AsyncPgConnection> {
         let logger = self.clone();
         let mut config = ManagerConfig::default();
-        config.recycling_method = RecyclingMethod::Fast;
+        config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|conn| {
+            forget_unfinished(conn);
+            async { Ok(()) }.boxed()
+        }));
         config.custom_setup = Box::new(move |url| {
             let logger = logger.clone();
             let url = url.to_owned();
@@ -262,6 +269,18 @@ impl Instrumentation for ConnectionLogger {
             _ => {}
         }
     }
+}
+
+/// Clear the pending starts of `conn`'s logger (at checkout: no query of the connection can
+/// still be running then, since every future borrowing it has ended).
+fn forget_unfinished(conn: &mut AsyncPgConnection) {
+    // diesel-async panics if a query future still shares the instrumentation; none can at
+    // checkout, but a pool recycle must never fail on that account.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if let Some(logger) = conn.instrumentation().downcast_mut::<ConnectionLogger>() {
+            logger.pending.clear();
+        }
+    }));
 }
 
 /// Drains a [`QueryLogger`] into the `MetricsStore` on a timer and publishes slow queries.

@@ -536,3 +536,46 @@ async fn a_row_postgres_refuses_is_dropped_and_counted_without_blocking_the_rest
     assert!(store.flush(Duration::from_secs(10)).await);
     assert_eq!(db.scalar("SELECT count(*) FROM admin_audit_logs"), 3);
 }
+
+#[actix_web::test]
+async fn a_query_abandoned_mid_flight_does_not_inflate_the_next_checkouts_timings() {
+    let db = TestDb::create();
+    let app = spawn_app(&[]).await;
+    // A host pool of one connection with the logger: every checkout reuses it.
+    let pool = diesel_async::pooled_connection::deadpool::Pool::builder(
+        app.selfheal().query_logger().manager(&db.url),
+    )
+    .max_size(1)
+    .build()
+    .unwrap();
+    {
+        let mut conn = pool.get().await.unwrap();
+        let abandoned = actix_web::rt::time::timeout(
+            Duration::from_millis(30),
+            diesel_async::RunQueryDsl::execute(
+                diesel::sql_query("SELECT pg_sleep(0.2)"),
+                &mut conn,
+            ),
+        )
+        .await;
+        assert!(abandoned.is_err(), "the query was abandoned by the timeout");
+    }
+    // Let the server finish the abandoned statement; then a quick query on a new checkout.
+    actix_web::rt::time::sleep(Duration::from_millis(400)).await;
+    let mut conn = pool.get().await.unwrap();
+    diesel_async::RunQueryDsl::execute(diesel::sql_query("SELECT 42 AS answer"), &mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let report = eventually(
+        || queries(&app, ""),
+        |q| top_entry(q, "AS answer").is_some(),
+    )
+    .await;
+    let quick = top_entry(&report, "AS answer").expect("the quick query is recorded");
+    assert_eq!(quick["calls"], 1);
+    assert!(
+        quick["max_ms"].as_f64().unwrap() < 150.0,
+        "timed from its own start, not the abandoned one's (≥ 430 ms ago): {quick}"
+    );
+}
