@@ -94,8 +94,9 @@ pub struct DatabaseSettings {
     pub write_batch: usize,
     /// `DB_WRITE_FLUSH_MS`: how often queued records are written.
     pub write_flush_ms: u64,
-    /// `DB_SPILL_FILE`: where records still queued at shutdown (Postgres unreachable) are
-    /// saved, to be queued again at the next start; empty: they are lost (and logged).
+    /// `DB_SPILL_FILE`: the journal of records queued while Postgres is unreachable (each
+    /// appended as it arrives, so a crash or a shutdown loses none; queued again at the next
+    /// start, removed once written); empty: the queue is kept in memory only.
     pub spill_file: String,
     /// `STORE_MEMORY_ROWS`: rows per table kept in memory (standalone store, and the mirror
     /// that answers reads while Postgres is down).

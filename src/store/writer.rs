@@ -89,6 +89,9 @@ pub struct StoreWriter {
     in_flight_batch: Option<Arc<Vec<Record>>>,
     /// Where the queue goes when it cannot be written before shutdown, and is read back from.
     spill_file: Option<PathBuf>,
+    /// While Postgres is down: the spill file, open, holding every queued record (appended as
+    /// it arrives), so even a crash during an outage loses nothing. Removed once drained.
+    journal: Option<std::fs::File>,
     /// A reachability check is running (queue empty, Postgres last seen down).
     probing: bool,
     cap: usize,
@@ -128,6 +131,7 @@ impl StoreWriter {
             in_flight: 0,
             in_flight_batch: None,
             spill_file,
+            journal: None,
             probing: false,
             cap: cap.max(1),
             batch: batch.max(1),
@@ -218,17 +222,20 @@ impl StoreWriter {
                 Err(_) => bad += 1,
             }
         }
-        if let Err(e) = std::fs::remove_file(path) {
-            log::error!(
-                "database: cannot remove the spill file {}: {e}",
+        // The file stays, as the journal of these records, until they are written (a crash
+        // before then loses nothing); it is removed once the queue drains.
+        match std::fs::OpenOptions::new().append(true).open(path) {
+            Ok(file) => self.journal = Some(file),
+            Err(e) => log::error!(
+                "database: cannot reopen the spill file {}: {e}",
                 path.display()
-            );
+            ),
         }
         if bad > 0 {
             log::error!("database: {bad} unreadable line(s) in the spill file were skipped");
         }
         log::info!(
-            "database: queued {loaded} record(s) an earlier shutdown could not write ({})",
+            "database: queued {loaded} record(s) an earlier run could not write ({})",
             path.display()
         );
         self.update(|_| {});
@@ -239,6 +246,12 @@ impl StoreWriter {
         let Some(path) = self.spill_file.clone() else {
             return Ok(0);
         };
+        if let Some(file) = &self.journal {
+            // Already on disk, record by record: make it durable and stop.
+            file.sync_all()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            return Ok(self.queue.len() + self.in_flight_batch.as_ref().map_or(0, |b| b.len()));
+        }
         let mut records: Vec<&Record> = Vec::new();
         if let Some(b) = &self.in_flight_batch {
             records.extend(b.iter());
@@ -309,6 +322,7 @@ impl StoreWriter {
                         self.queue.len() + outcome.written
                     );
                 }
+                self.close_journal_if_drained();
             }
             Err(e) => {
                 // Back to the front, in order: nothing is lost, nothing reordered.
@@ -331,6 +345,83 @@ impl StoreWriter {
                     s.last_error = Some(message);
                     s.down_since.get_or_insert_with(Utc::now);
                 });
+                self.open_journal();
+            }
+        }
+    }
+
+    /// Start journaling the queue to the spill file (Postgres is down).
+    fn open_journal(&mut self) {
+        if self.journal.is_some() {
+            return;
+        }
+        let Some(path) = self.spill_file.clone() else {
+            return;
+        };
+        let opened = (|| -> std::io::Result<std::fs::File> {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            let mut out = String::new();
+            for r in &self.queue {
+                out.push_str(&serde_json::to_string(r).map_err(std::io::Error::other)?);
+                out.push('\n');
+            }
+            std::io::Write::write_all(&mut file, out.as_bytes())?;
+            Ok(file)
+        })();
+        match opened {
+            Ok(file) => {
+                log::info!(
+                    "database: journaling queued records to {} until Postgres is back",
+                    path.display()
+                );
+                self.journal = Some(file);
+            }
+            Err(e) => log::error!(
+                "database: cannot journal the queue to {} ({e}); a crash now would lose it",
+                path.display()
+            ),
+        }
+    }
+
+    /// Append a newly queued record to the journal, if one is open.
+    fn journal_append(&mut self, record: &Record) {
+        let Some(file) = self.journal.as_mut() else {
+            return;
+        };
+        let written = serde_json::to_string(record)
+            .map_err(std::io::Error::other)
+            .and_then(|mut line| {
+                line.push('\n');
+                std::io::Write::write_all(file, line.as_bytes())
+            });
+        if let Err(e) = written {
+            log::error!("database: journal write failed ({e}); journaling stops");
+            self.journal = None;
+        }
+    }
+
+    /// Everything is written: the journal is no longer needed.
+    fn close_journal_if_drained(&mut self) {
+        if self.journal.is_none() || !self.queue.is_empty() || self.in_flight > 0 {
+            return;
+        }
+        self.journal = None;
+        if let Some(path) = &self.spill_file {
+            match std::fs::remove_file(path) {
+                Ok(()) => log::info!(
+                    "database: queue written; journal {} removed",
+                    path.display()
+                ),
+                Err(e) => log::error!(
+                    "database: cannot remove the journal {}: {e}",
+                    path.display()
+                ),
             }
         }
     }
@@ -368,6 +459,7 @@ impl Actor for StoreWriter {
                             s.last_error = Some(e.to_string());
                             s.down_since.get_or_insert_with(Utc::now);
                         });
+                        act.open_journal();
                     } else {
                         act.update(|s| s.state = WriterState::Up);
                     }
@@ -403,6 +495,7 @@ impl Handler<Enqueue> for StoreWriter {
             }
             return;
         }
+        self.journal_append(&msg.0);
         self.queue.push_back(msg.0);
         self.update(|_| {});
         if self.queue.len() >= self.batch {
