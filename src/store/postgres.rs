@@ -34,11 +34,11 @@ pub struct PgStore {
     migrating: tokio::sync::Mutex<()>,
 }
 
-/// Rows written and rows Postgres refused (bad data, not an outage).
+/// Rows written, and the rows Postgres refused: (index in the batch, reason).
 #[derive(Debug, Default)]
 pub struct WriteOutcome {
     pub written: usize,
-    pub rejected: Vec<String>,
+    pub refused: Vec<(usize, String)>,
 }
 
 /// Whether an error means "Postgres is unreachable" (retry later) rather than "this data is bad".
@@ -216,9 +216,10 @@ impl PgStore {
             })
     }
 
-    /// Write a batch in one transaction. When Postgres refuses some rows (bad data), the
-    /// batch is written row by row and the refused rows are reported, not retried forever.
-    pub async fn write(&self, batch: &[Record]) -> Result<WriteOutcome, StoreError> {
+    /// Write a batch in one transaction. When Postgres refuses it (bad data, or a server that
+    /// refuses writes), the batch is written row by row and the refused rows are reported by
+    /// their index; the writer decides what that means. An unreachable server is an `Err`.
+    pub async fn write(&self, batch: &[&Record]) -> Result<WriteOutcome, StoreError> {
         if batch.is_empty() {
             return Ok(WriteOutcome::default());
         }
@@ -231,7 +232,7 @@ impl PgStore {
         match whole {
             Ok(()) => Ok(WriteOutcome {
                 written: batch.len(),
-                rejected: Vec::new(),
+                refused: Vec::new(),
             }),
             Err(StoreError::Query(why)) => {
                 log::warn!(
@@ -239,25 +240,20 @@ impl PgStore {
                     batch.len()
                 );
                 let mut outcome = WriteOutcome::default();
-                for record in batch {
+                for (i, record) in batch.iter().enumerate() {
                     let one = std::slice::from_ref(record);
                     match self
                         .with_conn(async |conn| write_all(conn, one).await)
                         .await
                     {
                         Ok(()) => outcome.written += 1,
-                        Err(StoreError::Query(why)) => {
-                            // Postgres going away mid-write can also surface as a query
-                            // error: only drop the row if the server still answers.
-                            self.ping().await?;
-                            log::error!(
-                                "database: dropped a {} row Postgres refused: {why}",
-                                record.table()
-                            );
-                            outcome.rejected.push(format!("{}: {why}", record.table()));
-                        }
+                        Err(StoreError::Query(why)) => outcome.refused.push((i, why)),
                         Err(e) => return Err(e),
                     }
+                }
+                if outcome.written == 0 {
+                    // Perhaps the schema is gone: check it again before the next attempt.
+                    AtomicBool::store(&self.migrated, false, Ordering::Release);
                 }
                 Ok(outcome)
             }
@@ -525,14 +521,18 @@ fn last_by<K: std::hash::Hash + Eq, T: Clone>(rows: Vec<&T>, key: impl Fn(&T) ->
     out
 }
 
+/// Rows per multi-row insert: 65 535 parameters / at most 17 columns (the widest insert-once
+/// table), with room to spare.
+const INSERT_CHUNK: usize = 1_000;
+
 /// Write every record: multi-row inserts for insert-once tables, one upsert per row for the
 /// rest.
-async fn write_all(conn: &mut AsyncPgConnection, batch: &[Record]) -> Result<(), DieselError> {
+async fn write_all(conn: &mut AsyncPgConnection, batch: &[&Record]) -> Result<(), DieselError> {
     macro_rules! collect {
         ($variant:ident) => {
             batch
                 .iter()
-                .filter_map(|r| match r {
+                .filter_map(|r| match *r {
                     Record::$variant(row) => Some(row),
                     _ => None,
                 })
@@ -542,9 +542,10 @@ async fn write_all(conn: &mut AsyncPgConnection, batch: &[Record]) -> Result<(),
     macro_rules! insert_once {
         ($variant:ident, $table:ident) => {{
             let rows: Vec<_> = collect!($variant).into_iter().cloned().collect();
-            if !rows.is_empty() {
+            // Postgres takes at most 65 535 parameters per statement.
+            for chunk in rows.chunks(INSERT_CHUNK) {
                 diesel::insert_into($table::table)
-                    .values(&rows)
+                    .values(chunk)
                     .on_conflict_do_nothing()
                     .execute(conn)
                     .await?;

@@ -1,15 +1,26 @@
 //! `StoreWriter`: the write-behind queue in front of Postgres.
 //!
 //! Records are queued (bounded by `DB_WRITE_QUEUE_MAX`) and written in batches of up to
-//! `DB_WRITE_BATCH` every `DB_WRITE_FLUSH_MS`, one batch at a time, in order. When Postgres is
-//! unreachable the batch goes back to the front of the queue and the writer retries with
-//! exponential backoff (up to 10 s); the state shows `down` with the error. Every write is
+//! `DB_WRITE_BATCH` every `DB_WRITE_FLUSH_MS`, one batch at a time, in order. Every write is
 //! idempotent (see [`Record`]), so a batch whose commit was lost in transit is written once
 //! when replayed. A record that arrives when the queue is full is refused, counted in
 //! `overflow` and logged, never dropped silently.
 //!
-//! Restart policy: infrastructure actor under actix's `Supervisor`; it holds no state a
-//! restart could not lose except the queue, so nothing in it panics on input.
+//! Failures:
+//! - **Postgres unreachable** (no connection, no answer in time): the batch goes back to the
+//!   front of the queue and the writer retries with exponential backoff (up to 10 s); the
+//!   state shows `down` with the error. While down, the queue is journaled to `DB_SPILL_FILE`
+//!   (every record as it is queued), so a crash during the outage loses nothing; the next
+//!   start queues the journal again, and it is removed once everything is written.
+//! - **Postgres answers but refuses** a batch: it is written row by row. When some rows of the
+//!   batch are written and others refused, the refused ones are bad data: each goes back to
+//!   the queue (a suspect) and is dropped (logged, counted in `rejected`) after being refused
+//!   [`MAX_REFUSALS`] times. When every row of a batch is refused and not all of them are
+//!   suspects, the cause is the server, not the rows (read-only after a failover, disk full, a
+//!   dropped schema): nothing is counted against the rows, the state is `down`, and the writer
+//!   retries with backoff (the schema is checked again first).
+//!
+//! Restart policy: infrastructure actor under actix's `Supervisor`; a restart keeps the queue.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -21,7 +32,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::model::Record;
-use super::postgres::PgStore;
+use super::postgres::{PgStore, WriteOutcome};
 use super::StoreError;
 
 /// How often history past its retention is deleted.
@@ -29,6 +40,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Longest wait between two attempts while Postgres is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Refusals of one record, in batches where other records were written, before it is dropped.
+pub const MAX_REFUSALS: u8 = 3;
 
 /// Whether the last attempt to reach Postgres worked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,7 +65,7 @@ pub struct WriterStatus {
     pub written: u64,
     /// Records refused because the queue was full.
     pub overflow: u64,
-    /// Records Postgres refused as invalid (logged with the reason).
+    /// Records dropped because Postgres refused them as invalid (logged with the reason).
     pub rejected: u64,
     /// Failed attempts since start.
     pub failures: u64,
@@ -72,26 +86,34 @@ pub(crate) fn read_status(s: &SharedStatus) -> WriterStatus {
 #[rtype(result = "()")]
 pub struct Enqueue(pub Record);
 
-/// Resolves `true` once everything queued before it has been written, `false` on timeout.
+/// Resolves `true` once every record queued before it has been written (or dropped as
+/// invalid), `false` on timeout.
 #[derive(Message)]
 #[rtype(result = "bool")]
 pub struct Drain(pub Duration);
+
+/// A queued record and how often Postgres refused it.
+#[derive(Debug, Clone)]
+struct Queued {
+    record: Record,
+    refusals: u8,
+}
 
 /// The write-behind actor.
 pub struct StoreWriter {
     pg: Arc<PgStore>,
     /// Days of history kept: metric rollups, resolved alerts, patterns (`0`: forever).
     retention: (u32, u32, u32),
-    queue: VecDeque<Record>,
-    in_flight: usize,
-    /// The batch being written (kept so a spill at shutdown includes it; writes are
-    /// idempotent, so a record both written and spilled is stored once).
-    in_flight_batch: Option<Arc<Vec<Record>>>,
-    /// Where the queue goes when it cannot be written before shutdown, and is read back from.
+    queue: VecDeque<Queued>,
+    /// The batch being written (kept so that journaling includes it).
+    in_flight: Option<Arc<Vec<Queued>>>,
+    /// Where the queue is journaled while Postgres is down, and read back from at start.
     spill_file: Option<PathBuf>,
-    /// While Postgres is down: the spill file, open, holding every queued record (appended as
-    /// it arrives), so even a crash during an outage loses nothing. Removed once drained.
+    /// The open journal, while journaling.
     journal: Option<std::fs::File>,
+    /// The journal file exists and must be removed once the queue drains (tracked apart from
+    /// the handle: a write error closes the handle, the file must still go).
+    journal_on_disk: bool,
     /// A reachability check is running (queue empty, Postgres last seen down).
     probing: bool,
     cap: usize,
@@ -100,7 +122,11 @@ pub struct StoreWriter {
     backoff: Duration,
     next_attempt: Instant,
     status: SharedStatus,
-    drain_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Records accepted into the queue, and records settled (written or dropped): a `Drain`
+    /// waits for `settled` to reach what `accepted` was when it arrived.
+    accepted: u64,
+    settled: u64,
+    drain_waiters: Vec<(u64, tokio::sync::oneshot::Sender<()>)>,
 }
 
 impl StoreWriter {
@@ -128,10 +154,10 @@ impl StoreWriter {
             pg,
             retention,
             queue: VecDeque::new(),
-            in_flight: 0,
-            in_flight_batch: None,
+            in_flight: None,
             spill_file,
             journal: None,
+            journal_on_disk: false,
             probing: false,
             cap: cap.max(1),
             batch: batch.max(1),
@@ -139,6 +165,8 @@ impl StoreWriter {
             backoff: every,
             next_attempt: Instant::now(),
             status,
+            accepted: 0,
+            settled: 0,
             drain_waiters: Vec::new(),
         }
     }
@@ -148,138 +176,64 @@ impl StoreWriter {
         self.status.clone()
     }
 
-    fn update(&self, f: impl FnOnce(&mut WriterStatus)) {
-        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut s);
-        s.queued = self.queue.len() + self.in_flight;
+    fn in_flight_len(&self) -> usize {
+        self.in_flight.as_ref().map_or(0, |b| b.len())
     }
 
-    fn release_waiters_if_empty(&mut self) {
-        if self.queue.is_empty() && self.in_flight == 0 {
-            for w in self.drain_waiters.drain(..) {
-                let _ = w.send(());
-            }
+    fn update(&self, f: impl FnOnce(&mut WriterStatus)) {
+        let queued = self.queue.len() + self.in_flight_len();
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s);
+        s.queued = queued;
+    }
+
+    fn state(&self) -> WriterState {
+        read_status(&self.status).state
+    }
+
+    fn release_drained(&mut self) {
+        let settled = self.settled;
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.drain_waiters)
+            .into_iter()
+            .partition(|(target, _)| *target <= settled);
+        self.drain_waiters = waiting;
+        for (_, w) in done {
+            let _ = w.send(());
         }
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight > 0 || self.probing || Instant::now() < self.next_attempt {
+        if self.in_flight.is_some() || self.probing || Instant::now() < self.next_attempt {
             return;
         }
         if self.queue.is_empty() {
             // Nothing to write, but Postgres was last seen down (or never reached): check on
             // the same backoff, so the state shows the recovery without waiting for a write.
-            if read_status(&self.status).state != WriterState::Up {
+            if self.state() != WriterState::Up {
                 self.probe(ctx);
             }
             return;
         }
         let n = self.batch.min(self.queue.len());
-        let batch: Arc<Vec<Record>> = Arc::new(self.queue.drain(..n).collect());
-        self.in_flight = n;
-        self.in_flight_batch = Some(batch.clone());
+        let batch: Arc<Vec<Queued>> = Arc::new(self.queue.drain(..n).collect());
+        self.in_flight = Some(batch.clone());
         let pg = self.pg.clone();
         let work = async move {
-            let result = pg.write(&batch).await;
+            let records: Vec<&Record> = batch.iter().map(|q| &q.record).collect();
+            let result = pg.write(&records).await;
+            drop(records);
             (result, batch)
         };
         ctx.spawn(work.into_actor(self).map(|(result, batch), act, ctx| {
-            act.in_flight = 0;
-            act.in_flight_batch = None;
+            act.in_flight = None;
             let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
             act.finish(result, batch);
-            act.release_waiters_if_empty();
+            act.release_drained();
             // More waiting and Postgres answers: keep going without waiting for the timer.
             if !act.queue.is_empty() && Instant::now() >= act.next_attempt {
                 act.flush(ctx);
             }
         }));
-    }
-
-    /// Queue what an earlier shutdown could not write (then remove the file).
-    fn load_spill(&mut self) {
-        let Some(path) = &self.spill_file else {
-            return;
-        };
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-            Err(e) => {
-                log::error!(
-                    "database: cannot read the spill file {}: {e}",
-                    path.display()
-                );
-                return;
-            }
-        };
-        let (mut loaded, mut bad) = (0usize, 0usize);
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            match serde_json::from_str::<Record>(line) {
-                Ok(r) => {
-                    self.queue.push_back(r);
-                    loaded += 1;
-                }
-                Err(_) => bad += 1,
-            }
-        }
-        // The file stays, as the journal of these records, until they are written (a crash
-        // before then loses nothing); it is removed once the queue drains.
-        match std::fs::OpenOptions::new().append(true).open(path) {
-            Ok(file) => self.journal = Some(file),
-            Err(e) => log::error!(
-                "database: cannot reopen the spill file {}: {e}",
-                path.display()
-            ),
-        }
-        if bad > 0 {
-            log::error!("database: {bad} unreadable line(s) in the spill file were skipped");
-        }
-        log::info!(
-            "database: queued {loaded} record(s) an earlier run could not write ({})",
-            path.display()
-        );
-        self.update(|_| {});
-    }
-
-    /// Write the queue (and the batch in flight) to the spill file, one JSON record per line.
-    fn spill(&mut self) -> Result<usize, String> {
-        let Some(path) = self.spill_file.clone() else {
-            return Ok(0);
-        };
-        if let Some(file) = &self.journal {
-            // Already on disk, record by record: make it durable and stop.
-            file.sync_all()
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            return Ok(self.queue.len() + self.in_flight_batch.as_ref().map_or(0, |b| b.len()));
-        }
-        let mut records: Vec<&Record> = Vec::new();
-        if let Some(b) = &self.in_flight_batch {
-            records.extend(b.iter());
-        }
-        records.extend(self.queue.iter());
-        if records.is_empty() {
-            return Ok(0);
-        }
-        let mut out = String::new();
-        for r in &records {
-            let line = serde_json::to_string(r).map_err(|e| e.to_string())?;
-            out.push_str(&line);
-            out.push('\n');
-        }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-        // Appending keeps an older spill that was not read back (a start without Postgres
-        // configured, say).
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        std::io::Write::write_all(&mut file, out.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(records.len())
     }
 
     fn probe(&mut self, ctx: &mut Context<Self>) {
@@ -288,7 +242,7 @@ impl StoreWriter {
         let work = async move {
             pg.ensure_migrated().await?;
             pg.ping().await?;
-            Ok(super::postgres::WriteOutcome::default())
+            Ok(WriteOutcome::default())
         };
         ctx.spawn(work.into_actor(self).map(|result, act, _| {
             act.probing = false;
@@ -296,61 +250,155 @@ impl StoreWriter {
         }));
     }
 
-    fn finish(
-        &mut self,
-        result: Result<super::postgres::WriteOutcome, StoreError>,
-        batch: Vec<Record>,
-    ) {
-        match result {
-            Ok(outcome) => {
-                let was_down = read_status(&self.status).state == WriterState::Down;
-                self.backoff = self.every;
-                self.next_attempt = Instant::now();
-                self.update(|s| {
-                    s.state = WriterState::Up;
-                    s.written += outcome.written as u64;
-                    s.rejected += outcome.rejected.len() as u64;
-                    s.last_success_at = Some(Utc::now());
-                    s.down_since = None;
-                    if let Some(e) = outcome.rejected.last() {
-                        s.last_error = Some(e.clone());
-                    }
-                });
-                if was_down {
-                    log::info!(
-                        "database: reachable again; writing the {} queued record(s)",
-                        self.queue.len() + outcome.written
-                    );
-                }
-                self.close_journal_if_drained();
-            }
-            Err(e) => {
-                // Back to the front, in order: nothing is lost, nothing reordered.
-                for record in batch.into_iter().rev() {
-                    self.queue.push_front(record);
-                }
-                let was_down = read_status(&self.status).state == WriterState::Down;
-                self.next_attempt = Instant::now() + self.backoff;
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                let message = e.to_string();
-                if !was_down {
-                    log::warn!(
-                        "database: writes failing ({message}); {} record(s) queued, retrying with backoff",
-                        self.queue.len()
-                    );
-                }
-                self.update(|s| {
-                    s.state = WriterState::Down;
-                    s.failures += 1;
-                    s.last_error = Some(message);
-                    s.down_since.get_or_insert_with(Utc::now);
-                });
-                self.open_journal();
-            }
+    /// Back to the front of the queue, in their order.
+    fn requeue(&mut self, records: Vec<Queued>) {
+        for q in records.into_iter().rev() {
+            self.queue.push_front(q);
         }
     }
 
-    /// Start journaling the queue to the spill file (Postgres is down).
+    fn finish(&mut self, result: Result<WriteOutcome, StoreError>, batch: Vec<Queued>) {
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => {
+                self.requeue(batch);
+                self.went_down(e.to_string());
+                return;
+            }
+        };
+        let all_refused = !outcome.refused.is_empty() && outcome.written == 0;
+        // Records Postgres refused while it accepted others are suspects: a batch of suspects
+        // only is counted against them, not taken for a server problem.
+        let all_suspects = batch.iter().all(|q| q.refusals > 0);
+        if all_refused && !all_suspects {
+            // Every row refused: the server, not the data (read-only, disk full, no schema).
+            let why = outcome.refused[0].1.clone();
+            self.requeue(batch);
+            self.went_down(format!("Postgres refuses writes: {why}"));
+            return;
+        }
+        let mut retry = Vec::new();
+        let mut dropped = 0u64;
+        let mut last_refusal = None;
+        let mut refused = outcome.refused.iter().peekable();
+        let mut settled = 0u64;
+        for (i, mut q) in batch.into_iter().enumerate() {
+            match refused.next_if(|(at, _)| *at == i) {
+                None => settled += 1,
+                Some((_, why)) => {
+                    q.refusals += 1;
+                    if q.refusals >= MAX_REFUSALS {
+                        log::error!(
+                            "database: dropped a {} row Postgres refused {} times: {why}",
+                            q.record.table(),
+                            q.refusals
+                        );
+                        dropped += 1;
+                        settled += 1;
+                        last_refusal = Some(format!("{}: {why}", q.record.table()));
+                    } else {
+                        retry.push(q);
+                    }
+                }
+            }
+        }
+        self.requeue(retry);
+        self.settled += settled;
+        let was_down = self.state() == WriterState::Down;
+        self.backoff = self.every;
+        self.next_attempt = Instant::now();
+        self.update(|s| {
+            s.state = WriterState::Up;
+            s.written += outcome.written as u64;
+            s.rejected += dropped;
+            s.last_success_at = Some(Utc::now());
+            s.down_since = None;
+            if let Some(e) = last_refusal {
+                s.last_error = Some(e);
+            }
+        });
+        if was_down {
+            log::info!(
+                "database: writes work again; writing the {} queued record(s)",
+                self.queue.len() + outcome.written
+            );
+        }
+        self.close_journal_if_drained();
+    }
+
+    fn went_down(&mut self, message: String) {
+        let was_down = self.state() == WriterState::Down;
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        if !was_down {
+            log::warn!(
+                "database: writes failing ({message}); {} record(s) queued, retrying with backoff",
+                self.queue.len()
+            );
+        }
+        self.update(|s| {
+            s.state = WriterState::Down;
+            s.failures += 1;
+            s.last_error = Some(message);
+            s.down_since.get_or_insert_with(Utc::now);
+        });
+        self.open_journal();
+    }
+
+    /// Queue what an earlier run could not write. The file stays, as the journal of these
+    /// records, until they are written (a crash before then loses nothing).
+    fn load_spill(&mut self) {
+        let Some(path) = self.spill_file.clone() else {
+            return;
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                log::error!("database: cannot read the journal {}: {e}", path.display());
+                return;
+            }
+        };
+        let (mut loaded, mut bad, mut over) = (0usize, 0usize, 0u64);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            match serde_json::from_str::<Record>(line) {
+                Ok(_) if self.queue.len() >= self.cap => over += 1,
+                Ok(record) => {
+                    self.queue.push_back(Queued {
+                        record,
+                        refusals: 0,
+                    });
+                    loaded += 1;
+                }
+                Err(_) => bad += 1,
+            }
+        }
+        self.accepted += loaded as u64;
+        self.journal_on_disk = true;
+        match std::fs::OpenOptions::new().append(true).open(&path) {
+            Ok(file) => self.journal = Some(file),
+            Err(e) => log::error!(
+                "database: cannot reopen the journal {}: {e}",
+                path.display()
+            ),
+        }
+        if bad > 0 {
+            log::error!("database: {bad} unreadable line(s) in the journal were skipped");
+        }
+        if over > 0 {
+            log::error!(
+                "database: {over} journaled record(s) did not fit in DB_WRITE_QUEUE_MAX ({}) and were refused",
+                self.cap
+            );
+        }
+        log::info!(
+            "database: queued {loaded} record(s) an earlier run could not write ({})",
+            path.display()
+        );
+        self.update(|s| s.overflow += over);
+    }
+
+    /// Start journaling the queue (Postgres is down): the queue now, then each new record.
     fn open_journal(&mut self) {
         if self.journal.is_some() {
             return;
@@ -358,6 +406,13 @@ impl StoreWriter {
         let Some(path) = self.spill_file.clone() else {
             return;
         };
+        let pending: Vec<&Record> = self
+            .in_flight
+            .iter()
+            .flat_map(|b| b.iter())
+            .chain(self.queue.iter())
+            .map(|q| &q.record)
+            .collect();
         let opened = (|| -> std::io::Result<std::fs::File> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
@@ -367,13 +422,14 @@ impl StoreWriter {
                 .append(true)
                 .open(&path)?;
             let mut out = String::new();
-            for r in &self.queue {
+            for r in pending {
                 out.push_str(&serde_json::to_string(r).map_err(std::io::Error::other)?);
                 out.push('\n');
             }
             std::io::Write::write_all(&mut file, out.as_bytes())?;
             Ok(file)
         })();
+        self.journal_on_disk = true;
         match opened {
             Ok(file) => {
                 log::info!(
@@ -408,21 +464,47 @@ impl StoreWriter {
 
     /// Everything is written: the journal is no longer needed.
     fn close_journal_if_drained(&mut self) {
-        if self.journal.is_none() || !self.queue.is_empty() || self.in_flight > 0 {
+        if !self.journal_on_disk || !self.queue.is_empty() || self.in_flight.is_some() {
             return;
         }
         self.journal = None;
+        self.journal_on_disk = false;
         if let Some(path) = &self.spill_file {
             match std::fs::remove_file(path) {
                 Ok(()) => log::info!(
                     "database: queue written; journal {} removed",
                     path.display()
                 ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => log::error!(
                     "database: cannot remove the journal {}: {e}",
                     path.display()
                 ),
             }
+        }
+    }
+
+    /// At shutdown: make sure what is still queued is on disk. Answers how many records.
+    fn spill(&mut self) -> Result<usize, String> {
+        let Some(path) = self.spill_file.clone() else {
+            return Ok(0);
+        };
+        let pending = self.queue.len() + self.in_flight_len();
+        if pending == 0 {
+            return Ok(0);
+        }
+        if self.journal.is_none() {
+            self.open_journal();
+        }
+        match &self.journal {
+            Some(file) => file
+                .sync_all()
+                .map(|()| pending)
+                .map_err(|e| format!("{}: {e}", path.display())),
+            None => Err(format!(
+                "{}: the journal could not be written",
+                path.display()
+            )),
         }
     }
 }
@@ -451,17 +533,19 @@ impl Actor for StoreWriter {
         ctx.spawn(
             async move { pg.ensure_migrated().await }
                 .into_actor(self)
-                .map(|result, act, _| {
-                    if let Err(e) = result {
-                        log::warn!("database: unreachable at start ({e}); writes are queued until it answers");
-                        act.update(|s| {
-                            s.state = WriterState::Down;
-                            s.last_error = Some(e.to_string());
-                            s.down_since.get_or_insert_with(Utc::now);
-                        });
-                        act.open_journal();
-                    } else {
-                        act.update(|s| s.state = WriterState::Up);
+                .map(|result, act, _| match result {
+                    Err(e) => {
+                        log::warn!(
+                            "database: unreachable at start ({e}); writes are queued until it answers"
+                        );
+                        act.went_down(e.to_string());
+                        // The first attempt comes at once, not after the backoff.
+                        act.next_attempt = Instant::now();
+                    }
+                    Ok(()) => {
+                        if act.state() == WriterState::Unknown {
+                            act.update(|s| s.state = WriterState::Up);
+                        }
                     }
                 }),
         );
@@ -471,7 +555,10 @@ impl Actor for StoreWriter {
 impl Supervised for StoreWriter {
     fn restarting(&mut self, _: &mut Self::Context) {
         // The queue is kept: a restart must not lose what was waiting.
-        self.in_flight = 0;
+        if let Some(batch) = self.in_flight.take() {
+            let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+            self.requeue(batch);
+        }
         self.probing = false;
     }
 }
@@ -480,7 +567,7 @@ impl Handler<Enqueue> for StoreWriter {
     type Result = ();
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Self::Context) {
-        if self.queue.len() + self.in_flight >= self.cap {
+        if self.queue.len() + self.in_flight_len() >= self.cap {
             let overflow = {
                 let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
                 s.overflow += 1;
@@ -496,7 +583,11 @@ impl Handler<Enqueue> for StoreWriter {
             return;
         }
         self.journal_append(&msg.0);
-        self.queue.push_back(msg.0);
+        self.queue.push_back(Queued {
+            record: msg.0,
+            refusals: 0,
+        });
+        self.accepted += 1;
         self.update(|_| {});
         if self.queue.len() >= self.batch {
             self.flush(ctx);
@@ -508,19 +599,20 @@ impl Handler<Drain> for StoreWriter {
     type Result = ResponseFuture<bool>;
 
     fn handle(&mut self, msg: Drain, ctx: &mut Self::Context) -> Self::Result {
-        if self.queue.is_empty() && self.in_flight == 0 {
+        if self.settled >= self.accepted {
             return Box::pin(async { true });
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.drain_waiters.push(tx);
-        self.next_attempt = Instant::now().min(self.next_attempt);
+        self.drain_waiters.push((self.accepted, tx));
+        // Try now rather than after the backoff.
+        self.next_attempt = Instant::now();
         self.flush(ctx);
         Box::pin(async move { matches!(actix_web::rt::time::timeout(msg.0, rx).await, Ok(Ok(()))) })
     }
 }
 
-/// At shutdown, after a [`Drain`] that timed out: save what is still queued to the spill file
-/// (`DB_SPILL_FILE`), to be queued again at the next start. Answers how many were saved.
+/// At shutdown, after a [`Drain`] that timed out: make sure what is still queued is in the
+/// journal (`DB_SPILL_FILE`), to be queued again at the next start. Answers how many records.
 #[derive(Message)]
 #[rtype(result = "Result<usize, String>")]
 pub struct Spill;

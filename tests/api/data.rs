@@ -651,3 +651,94 @@ async fn a_crash_during_an_outage_loses_no_queued_record() {
     let gone = eventually(|| async { journal.exists() }, |e| !*e).await;
     assert!(!gone, "the journal is removed once its records are written");
 }
+
+#[actix_web::test]
+async fn a_server_that_refuses_all_writes_is_down_and_loses_nothing() {
+    let db = TestDb::create();
+    let store = Store::postgres(&db.url, &options(1000)).unwrap();
+    store.write(audit(0));
+    assert!(store.flush(Duration::from_secs(10)).await);
+
+    // A standby after failover, say: connections work, every write is refused.
+    db.as_admin(&format!(
+        "ALTER DATABASE \"{}\" SET default_transaction_read_only = on",
+        db.name
+    ));
+    db.kick_sessions();
+    for i in 1..=5 {
+        store.write(audit(i));
+    }
+    assert!(
+        within(10, || {
+            let w = store.status().writer.unwrap();
+            // (The first failure may be the kicked session itself.)
+            w.state == WriterState::Down
+                && w.queued == 5
+                && w.last_error.is_some_and(|e| e.contains("read-only"))
+        })
+        .await,
+        "refused by the server, not the rows: down, all kept: {:?}",
+        store.status()
+    );
+    let w = store.status().writer.unwrap();
+    assert_eq!(w.rejected, 0, "nothing counted against the rows");
+    assert_eq!(db.scalar("SELECT count(*) FROM admin_audit_logs"), 1);
+
+    db.as_admin(&format!(
+        "ALTER DATABASE \"{}\" RESET default_transaction_read_only",
+        db.name
+    ));
+    db.kick_sessions();
+    assert!(
+        store.flush(Duration::from_secs(15)).await,
+        "{:?}",
+        store.status()
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM admin_audit_logs"), 6);
+    let w = store.status().writer.unwrap();
+    assert_eq!((w.state, w.written, w.rejected), (WriterState::Up, 6, 0));
+}
+
+#[actix_web::test]
+async fn a_batch_larger_than_postgres_parameter_limit_is_written() {
+    let db = TestDb::create();
+    let mut o = options(10_000);
+    o.batch = 5_000;
+    // Only the flush below writes: one batch of all 4 500.
+    o.flush_every = Duration::from_secs(60);
+    let store = Store::postgres(&db.url, &o).unwrap();
+    let start = Utc::now();
+    // 4 500 rows × 17 columns = 76 500 parameters: more than one statement may carry.
+    for i in 0..4_500i64 {
+        store.write(Record::HealthMetric(selfheal::store::HealthMetricRow {
+            id: Uuid::new_v4(),
+            metric_name: "bulk".to_owned(),
+            metric_value: i as f64,
+            metric_unit: Some("ms".to_owned()),
+            component: "system".to_owned(),
+            severity: "normal".to_owned(),
+            tags: serde_json::json!({}),
+            bucket_start: start + chrono::Duration::minutes(i),
+            bucket_seconds: 60,
+            sample_count: 1,
+            min_value: 0.0,
+            max_value: 1.0,
+            p50: 0.5,
+            p95: 0.9,
+            p99: 1.0,
+            instance_id: Uuid::nil(),
+            created_at: start,
+        }));
+    }
+    assert!(
+        store.flush(Duration::from_secs(30)).await,
+        "{:?}",
+        store.status()
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM system_health_metrics"),
+        4_500
+    );
+    let w = store.status().writer.unwrap();
+    assert_eq!((w.written, w.failures, w.rejected), (4_500, 0, 0));
+}

@@ -95,6 +95,24 @@ impl TestDb {
         })
     }
 
+    /// Run `sql` on the server's `postgres` database (to alter or kick this one's sessions).
+    pub fn as_admin(&self, sql: &str) {
+        let sql = sql.to_owned();
+        on_thread(move || {
+            admin_connection()
+                .batch_execute(&sql)
+                .expect("the SQL runs")
+        });
+    }
+
+    /// End every session on this database (they reconnect with its current settings).
+    pub fn kick_sessions(&self) {
+        self.as_admin(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            self.name
+        ));
+    }
+
     /// The first column of the first row of `sql`, as a bigint.
     pub fn scalar(&self, sql: &str) -> i64 {
         #[derive(QueryableByName)]
