@@ -151,8 +151,7 @@ impl MonitorAgent {
 /// Probe Postgres and Redis (each bounded by its timeout), concurrently.
 async fn probe_dependencies(cx: &AgentContext) -> Dependencies {
     let database = async {
-        let pg = cx.store.pg()?;
-        let (query_ms, error) = match pg.ping().await {
+        let (query_ms, error) = match cx.store.ping().await? {
             Ok(d) => (Some(d.as_secs_f64() * 1000.0), None),
             Err(e) => (None, Some(e.to_string())),
         };

@@ -17,6 +17,7 @@ pub mod postgres;
 pub mod schema;
 pub mod writer;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -146,6 +147,8 @@ struct Postgres {
     pg: Arc<PgStore>,
     writer: Addr<StoreWriter>,
     status: SharedStatus,
+    /// The arbiter (thread) all of selfheal's Postgres work runs on.
+    arbiter: ArbiterHandle,
 }
 
 struct Inner {
@@ -179,8 +182,8 @@ impl Store {
         }
     }
 
-    /// The Postgres backend, with its write-behind writer started in the current actix
-    /// `System`. Does not connect: an unreachable Postgres is reported by the writer and the
+    /// The Postgres backend, with its write-behind writer started on an arbiter of its own
+    /// in the current actix `System` (all of selfheal's Postgres work runs there). Does not connect: an unreachable Postgres is reported by the writer and the
     /// Monitor, and writes wait in the queue.
     pub fn postgres(url: &str, o: &StoreOptions) -> Result<Self, StoreError> {
         let pg = Arc::new(PgStore::new(url, o.pool_size, o.timeout)?);
@@ -193,11 +196,17 @@ impl Store {
             o.spill_file.clone(),
         );
         let status = writer.status();
-        let writer = Supervisor::start(move |_| writer);
+        let arbiter = Arbiter::new().handle();
+        let writer = Supervisor::start_in_arbiter(&arbiter, move |_| writer);
         Ok(Store {
             inner: Arc::new(Inner {
                 memory: MemoryStore::new(o.memory_rows),
-                postgres: Some(Postgres { pg, writer, status }),
+                postgres: Some(Postgres {
+                    pg,
+                    writer,
+                    status,
+                    arbiter,
+                }),
             }),
         })
     }
@@ -268,12 +277,50 @@ impl Store {
         }
     }
 
-    /// Read from Postgres when it is up, else from memory (flagged partial).
-    async fn read<T>(
+    /// Run `work` on the database arbiter: every connection of selfheal's pool is opened
+    /// and driven there (diesel-async drives a connection on the runtime that opened it), so
+    /// a busy HTTP worker can never stall the writer's or the Monitor's queries.
+    async fn on_db<T, Fut>(
         &self,
-        from_pg: impl AsyncFnOnce(&PgStore) -> Result<T, StoreError>,
+        work: impl FnOnce(Arc<PgStore>) -> Fut + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let Some(p) = &self.inner.postgres else {
+            return Err(StoreError::Config("no DATABASE_URL".to_owned()));
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let pg = p.pg.clone();
+        let started = p.arbiter.spawn(async move {
+            let _ = tx.send(work(pg).await);
+        });
+        if !started {
+            return Err(StoreError::Unavailable(
+                "the database arbiter has stopped".to_owned(),
+            ));
+        }
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the database arbiter has stopped".to_owned()))?
+    }
+
+    /// Time a `SELECT 1` (Postgres only; `None` in memory).
+    pub async fn ping(&self) -> Option<Result<Duration, StoreError>> {
+        self.inner.postgres.as_ref()?;
+        Some(self.on_db(|pg| async move { pg.ping().await }).await)
+    }
+
+    /// Read from Postgres when it is up, else from memory (flagged partial).
+    async fn read<T, Fut>(
+        &self,
+        from_pg: impl FnOnce(Arc<PgStore>) -> Fut + Send + 'static,
         from_memory: impl FnOnce(&MemoryStore) -> T,
-    ) -> Read<T> {
+    ) -> Read<T>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
         let Some(p) = &self.inner.postgres else {
             return Read {
                 data: from_memory(&self.inner.memory),
@@ -283,7 +330,7 @@ impl Store {
         };
         // Known down: answer at once rather than wait for a timeout on every read.
         if writer::read_status(&p.status).state != WriterState::Down {
-            match from_pg(&p.pg).await {
+            match self.on_db(from_pg).await {
                 Ok(data) => {
                     return Read {
                         data,
@@ -304,24 +351,31 @@ impl Store {
     }
 
     pub async fn alerts(&self, q: &AlertQuery) -> Read<Page<AlertRow>> {
-        self.read(async |pg| pg.alerts(q).await, |m| m.alerts(q))
-            .await
+        let owned = q.clone();
+        self.read(
+            move |pg| async move { pg.alerts(&owned).await },
+            |m| m.alerts(q),
+        )
+        .await
     }
 
     pub async fn alert(&self, id: Uuid) -> Read<Option<AlertRow>> {
-        self.read(async |pg| pg.alert(id).await, |m| m.alert(id))
+        self.read(move |pg| async move { pg.alert(id).await }, |m| m.alert(id))
             .await
     }
 
     /// Alerts not resolved (the alert manager reloads them at start).
     pub async fn open_alerts(&self) -> Read<Vec<AlertRow>> {
-        self.read(async |pg| pg.open_alerts().await, |m| m.open_alerts())
-            .await
+        self.read(
+            |pg| async move { pg.open_alerts().await },
+            |m| m.open_alerts(),
+        )
+        .await
     }
 
     pub async fn notifications(&self, alert_id: Uuid) -> Read<Vec<NotificationRow>> {
         self.read(
-            async |pg| pg.notifications(alert_id).await,
+            move |pg| async move { pg.notifications(alert_id).await },
             |m| m.notifications(alert_id),
         )
         .await
@@ -329,25 +383,28 @@ impl Store {
 
     pub async fn diagnostics(&self, limit: usize) -> Read<Vec<DiagnosticRow>> {
         self.read(
-            async |pg| pg.diagnostics(limit).await,
+            move |pg| async move { pg.diagnostics(limit).await },
             |m| m.diagnostics(limit),
         )
         .await
     }
 
     pub async fn repairs(&self, limit: usize) -> Read<Vec<RepairRow>> {
-        self.read(async |pg| pg.repairs(limit).await, |m| m.repairs(limit))
-            .await
+        self.read(
+            move |pg| async move { pg.repairs(limit).await },
+            |m| m.repairs(limit),
+        )
+        .await
     }
 
     pub async fn patterns(&self) -> Read<Vec<PatternRow>> {
-        self.read(async |pg| pg.patterns().await, |m| m.patterns())
+        self.read(|pg| async move { pg.patterns().await }, |m| m.patterns())
             .await
     }
 
     pub async fn predictions(&self, limit: usize) -> Read<Vec<PredictionRow>> {
         self.read(
-            async |pg| pg.predictions(limit).await,
+            move |pg| async move { pg.predictions(limit).await },
             |m| m.predictions(limit),
         )
         .await
@@ -355,7 +412,7 @@ impl Store {
 
     pub async fn security_incidents(&self, limit: usize) -> Read<Vec<SecurityIncidentRow>> {
         self.read(
-            async |pg| pg.security_incidents(limit).await,
+            move |pg| async move { pg.security_incidents(limit).await },
             |m| m.security_incidents(limit),
         )
         .await
@@ -363,20 +420,24 @@ impl Store {
 
     pub async fn performance(&self, limit: usize) -> Read<Vec<PerformanceRow>> {
         self.read(
-            async |pg| pg.performance(limit).await,
+            move |pg| async move { pg.performance(limit).await },
             |m| m.performance(limit),
         )
         .await
     }
 
     pub async fn audit(&self, limit: usize) -> Read<Vec<AuditRow>> {
-        self.read(async |pg| pg.audit(limit).await, |m| m.audit(limit))
-            .await
+        self.read(
+            move |pg| async move { pg.audit(limit).await },
+            |m| m.audit(limit),
+        )
+        .await
     }
 
     pub async fn metric_history(&self, q: &MetricHistoryQuery) -> Read<Vec<HealthMetricRow>> {
+        let owned = q.clone();
         self.read(
-            async |pg| pg.metric_history(q).await,
+            move |pg| async move { pg.metric_history(&owned).await },
             |m| m.metric_history(q),
         )
         .await
