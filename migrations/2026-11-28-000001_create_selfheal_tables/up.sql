@@ -39,6 +39,8 @@ CREATE INDEX system_alerts_state_idx ON system_alerts (state);
 CREATE INDEX system_alerts_severity_idx ON system_alerts (severity);
 CREATE INDEX system_alerts_type_created_idx ON system_alerts (alert_type, created_at);
 CREATE INDEX system_alerts_created_idx ON system_alerts (created_at);
+-- retention: resolved alerts by age
+CREATE INDEX system_alerts_resolved_seen_idx ON system_alerts (last_seen) WHERE state = 'resolved';
 
 -- Every notification attempt, per channel.
 CREATE TABLE notification_log (
@@ -117,6 +119,7 @@ CREATE TABLE learning_patterns (
     updated_at           timestamptz  NOT NULL DEFAULT now()
 );
 CREATE INDEX learning_patterns_auto_fix_idx ON learning_patterns (auto_fix_enabled);
+CREATE INDEX learning_patterns_updated_idx ON learning_patterns (updated_at);
 
 CREATE TABLE predictions (
     id               uuid PRIMARY KEY,
@@ -193,6 +196,8 @@ CREATE TABLE system_health_metrics (
 );
 CREATE INDEX system_health_metrics_name_bucket_idx ON system_health_metrics (metric_name, bucket_start);
 CREATE INDEX system_health_metrics_component_idx ON system_health_metrics (component, bucket_start);
+-- retention: rollups by age
+CREATE INDEX system_health_metrics_bucket_idx ON system_health_metrics (bucket_start);
 
 -- Admin actions taken through /api/v1/system/*.
 CREATE TABLE admin_audit_logs (

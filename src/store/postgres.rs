@@ -262,53 +262,63 @@ impl PgStore {
     }
 
     /// Delete history older than the retention periods (days; `0` keeps forever): metric
-    /// rollups, resolved alerts with their notifications, stale patterns. Returns rows deleted.
+    /// rollups, resolved alerts with their notifications, stale patterns. Each table is pruned
+    /// on its own, in chunks of [`PRUNE_CHUNK`] rows found through an index, each chunk in a
+    /// transaction with a server-side statement timeout, so a large backlog is worked off over
+    /// several runs without holding a connection for long. Returns the rows deleted.
     pub async fn prune(
         &self,
         metrics_days: u32,
         alerts_days: u32,
         patterns_days: u32,
     ) -> Result<usize, StoreError> {
-        let cutoff = |days: u32| chrono::Utc::now() - chrono::Duration::days(i64::from(days));
-        self.with_conn(async |conn| {
-            let mut deleted = 0;
-            if metrics_days > 0 {
-                deleted += diesel::delete(
-                    system_health_metrics::table
-                        .filter(system_health_metrics::bucket_start.lt(cutoff(metrics_days))),
-                )
-                .execute(conn)
-                .await?;
+        let mut deleted = 0;
+        for (days, statements) in [
+            (metrics_days, PRUNE_METRICS),
+            (alerts_days, PRUNE_ALERTS),
+            (patterns_days, PRUNE_PATTERNS),
+        ] {
+            if days == 0 {
+                continue;
             }
-            if alerts_days > 0 {
-                let old = system_alerts::table
-                    .filter(system_alerts::state.eq("resolved"))
-                    .filter(system_alerts::last_seen.lt(cutoff(alerts_days)))
-                    .select(system_alerts::id);
-                deleted += diesel::delete(
-                    notification_log::table.filter(notification_log::alert_id.eq_any(old)),
-                )
-                .execute(conn)
-                .await?;
-                deleted += diesel::delete(
-                    system_alerts::table
-                        .filter(system_alerts::state.eq("resolved"))
-                        .filter(system_alerts::last_seen.lt(cutoff(alerts_days))),
-                )
-                .execute(conn)
-                .await?;
+            let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+            for _ in 0..PRUNE_MAX_CHUNKS {
+                let n = self.prune_chunk(statements, before).await?;
+                deleted += n;
+                if n < PRUNE_CHUNK {
+                    break;
+                }
             }
-            if patterns_days > 0 {
-                deleted += diesel::delete(
-                    learning_patterns::table
-                        .filter(learning_patterns::updated_at.lt(cutoff(patterns_days))),
-                )
-                .execute(conn)
-                .await?;
+        }
+        Ok(deleted)
+    }
+
+    /// One chunk: `statements` in order, each bound to `before`; the last one's row count.
+    async fn prune_chunk(
+        &self,
+        statements: &'static [&'static str],
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize, StoreError> {
+        self.ensure_migrated().await?;
+        let mut conn = self.conn().await?;
+        conn.transaction(async |tx| {
+            diesel::sql_query(format!(
+                "SET LOCAL statement_timeout = {PRUNE_STATEMENT_MS}"
+            ))
+            .execute(tx)
+            .await?;
+            let mut n = 0;
+            for sql in statements {
+                n = diesel::sql_query(*sql)
+                    .bind::<diesel::sql_types::Timestamptz, _>(before)
+                    .bind::<diesel::sql_types::BigInt, _>(PRUNE_CHUNK as i64)
+                    .execute(tx)
+                    .await?;
             }
-            Ok(deleted)
+            Ok::<usize, DieselError>(n)
         })
         .await
+        .map_err(diesel_err)
     }
 
     pub async fn alerts(&self, q: &AlertQuery) -> Result<Page<AlertRow>, StoreError> {
@@ -520,6 +530,28 @@ fn last_by<K: std::hash::Hash + Eq, T: Clone>(rows: Vec<&T>, key: impl Fn(&T) ->
     }
     out
 }
+
+/// Rows deleted per pruning statement.
+const PRUNE_CHUNK: usize = 10_000;
+
+/// Pruning statements ($1: the cutoff, $2: the chunk size), each table through its index.
+const PRUNE_METRICS: &[&str] = &["DELETE FROM system_health_metrics WHERE id IN \
+     (SELECT id FROM system_health_metrics WHERE bucket_start < $1 LIMIT $2)"];
+// Both statements pick the same alerts (same order, and old resolved alerts do not change).
+const PRUNE_ALERTS: &[&str] = &[
+    "DELETE FROM notification_log WHERE alert_id IN \
+     (SELECT id FROM system_alerts WHERE state = 'resolved' AND last_seen < $1 \
+      ORDER BY last_seen, id LIMIT $2)",
+    "DELETE FROM system_alerts WHERE id IN \
+     (SELECT id FROM system_alerts WHERE state = 'resolved' AND last_seen < $1 \
+      ORDER BY last_seen, id LIMIT $2)",
+];
+const PRUNE_PATTERNS: &[&str] = &["DELETE FROM learning_patterns WHERE id IN \
+     (SELECT id FROM learning_patterns WHERE updated_at < $1 LIMIT $2)"];
+/// Chunks per table and run (the rest waits for the next run, an hour later).
+const PRUNE_MAX_CHUNKS: usize = 100;
+/// Server-side limit on one pruning statement, ms.
+const PRUNE_STATEMENT_MS: u64 = 30_000;
 
 /// Rows per multi-row insert: 65 535 parameters / at most 17 columns (the widest insert-once
 /// table), with room to spare.

@@ -1243,3 +1243,50 @@ async fn rollups_are_persisted_once_however_often_they_are_persisted() {
     assert_eq!(rollups[1]["tags"], json!({ "disk": "sdb" }));
     assert_eq!(rollups[1]["sample_count"], 1);
 }
+
+#[actix_web::test]
+async fn history_past_its_retention_is_pruned_and_the_rest_kept() {
+    let db = TestDb::create();
+    let store = Store::postgres(&db.url, &options()).unwrap();
+    let now = Utc::now();
+    let old = now - chrono::Duration::days(400);
+    let instance = Uuid::new_v4();
+    let (old_resolved, old_open, new_resolved) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    for r in [
+        Record::HealthMetric(health_metric("cpu_usage", json!({}), old, instance, 1.0)),
+        Record::HealthMetric(health_metric("cpu_usage", json!({}), now, instance, 2.0)),
+        Record::Alert(alert(old_resolved, old, "CPU_HIGH", "high", "resolved")),
+        Record::Alert(alert(old_open, old, "CPU_HIGH", "high", "firing")),
+        Record::Alert(alert(new_resolved, now, "CPU_HIGH", "high", "resolved")),
+        Record::Notification(notification(old_resolved, old, "sent")),
+        Record::Notification(notification(old_open, old, "sent")),
+        Record::Pattern(pattern("old", old, 1, 0)),
+        Record::Pattern(pattern("new", now, 1, 0)),
+    ] {
+        store.write(r);
+    }
+    assert!(store.flush(Duration::from_secs(10)).await);
+    let deleted = store.pg().unwrap().prune(30, 90, 365).await.unwrap();
+    // One rollup, one resolved alert (and its notification), one pattern.
+    assert_eq!(deleted, 3);
+    assert_eq!(db.scalar("SELECT count(*) FROM system_health_metrics"), 1);
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM system_alerts WHERE id = '{old_resolved}'"
+        )),
+        0
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM system_alerts"),
+        2,
+        "open and recent alerts stay"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM notification_log"),
+        1,
+        "the pruned alert's notification goes with it, the open one's stays"
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM learning_patterns"), 1);
+    // 0 keeps forever.
+    assert_eq!(store.pg().unwrap().prune(0, 0, 0).await.unwrap(), 0);
+}
