@@ -101,7 +101,8 @@ pub struct DatabaseSettings {
     /// `STORE_MEMORY_ROWS`: rows per table kept in memory (standalone store, and the mirror
     /// that answers reads while Postgres is down).
     pub memory_rows: usize,
-    /// `METRICS_PERSIST_INTERVAL_MS`: how often one-minute rollups are written; `0` is off.
+    /// `METRICS_PERSIST_INTERVAL_MS`: how often one-minute rollups are written (at most
+    /// 300 000: the in-memory ring holds 7 minutes); `0` is off (at shutdown too).
     pub persist_interval_ms: u64,
     /// `DB_LOG_ALL_QUERIES`: log every instrumented query at debug level (keep off in
     /// production).
@@ -407,7 +408,8 @@ impl Settings {
                 write_flush_ms: r.int("DB_WRITE_FLUSH_MS", 1_000, 1, 600_000),
                 spill_file: r.string("DB_SPILL_FILE", ".selfheal/pending-writes.jsonl"),
                 memory_rows: r.int("STORE_MEMORY_ROWS", 10_000, 1, 10_000_000) as usize,
-                persist_interval_ms: r.ms("METRICS_PERSIST_INTERVAL_MS", 60_000),
+                // The one-minute ring holds 7 minutes: persisting less often than every 5 would lose some.
+                persist_interval_ms: r.int("METRICS_PERSIST_INTERVAL_MS", 60_000, 0, 300_000),
                 log_all_queries: r.bool("DB_LOG_ALL_QUERIES", false),
                 max_fingerprints: r.int("QUERY_MAX_FINGERPRINTS", 1_000, 1, 1_000_000) as usize,
             },

@@ -113,7 +113,8 @@ impl SelfHeal {
         {
             let (logger, metrics, bus) = (query_logger.clone(), metrics.clone(), bus.clone());
             let every = Duration::from_millis(settings.tracer.flush_interval_ms.max(1));
-            let max_texts = settings.database.max_fingerprints;
+            // Texts for slow-query events: as many as the query table keeps.
+            let max_texts = settings.database.max_fingerprints.saturating_mul(4);
             Supervisor::start(move |_| QueryCollector::new(logger, metrics, bus, every, max_texts));
         }
         let cx = AgentContext {

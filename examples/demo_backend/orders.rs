@@ -197,8 +197,15 @@ pub async fn n_plus_one(db: web::Data<DemoDb>, q: web::Query<NPlusOneQuery>) -> 
     }))
 }
 
-/// Mount the database routes.
+/// Mount the database routes (and answer malformed query strings with a JSON 400).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/demo/orders", web::get().to(orders))
-        .route("/demo/n-plus-one", web::get().to(n_plus_one));
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
+        actix_web::error::InternalError::from_response(
+            e.to_string(),
+            bad_request(format!("invalid query string: {e}")),
+        )
+        .into()
+    }))
+    .route("/demo/orders", web::get().to(orders))
+    .route("/demo/n-plus-one", web::get().to(n_plus_one));
 }

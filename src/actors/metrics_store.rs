@@ -632,7 +632,7 @@ impl MetricsStore {
     /// Write the rollups of the minutes not yet persisted; with `include_current`, the
     /// running minute too (at shutdown: nothing later will be recorded). Returns the rows.
     fn persist(&mut self, include_current: bool) -> usize {
-        let Some(p) = &self.options.persist else {
+        let Some(p) = self.options.persist.as_ref().filter(|p| !p.every.is_zero()) else {
             return 0;
         };
         let minute = now_secs() as u64 / RINGS[1].0;

@@ -21,12 +21,14 @@ use crate::db::query_logger::IngestQueries;
 const RECENT: usize = 2_000;
 /// Slow and failed executions kept.
 const NOTABLE: usize = 100;
+/// Texts kept per fingerprint slot: statements idle long enough to be swept keep their text
+/// for when they come back.
+const TEXTS_PER_FINGERPRINT: usize = 4;
 /// Entries idle this long are swept.
 const IDLE_SECS: i64 = 86_400;
 
 #[derive(Debug)]
 struct Entry {
-    text: Option<Arc<str>>,
     calls: u64,
     errors: u64,
     total_us: u64,
@@ -101,6 +103,8 @@ struct Recent {
 #[derive(Debug)]
 pub struct QueryTable {
     entries: FxHashMap<u64, Entry>,
+    /// Statement texts by fingerprint (at most `max` × [`TEXTS_PER_FINGERPRINT`]).
+    texts: FxHashMap<u64, Arc<str>>,
     max: usize,
     slow_us: u64,
     rejected: u64,
@@ -124,6 +128,7 @@ impl QueryTable {
     pub fn new(max: usize, slow_ms: u64) -> Self {
         QueryTable {
             entries: FxHashMap::default(),
+            texts: FxHashMap::default(),
             max,
             slow_us: slow_ms.saturating_mul(1000),
             rejected: 0,
@@ -138,14 +143,13 @@ impl QueryTable {
     /// Add a batch from the query logger.
     pub fn ingest(&mut self, batch: IngestQueries) {
         self.dropped += batch.dropped;
+        // Texts are kept apart from the entries and never swept: a connection sends a
+        // statement's text once, so a text dropped here would be gone for good.
         for (id, text) in batch.texts {
-            if let Some(e) = self.entries.get_mut(&id) {
-                if e.text.is_none() {
-                    e.text = Some(Arc::from(text));
-                }
-            } else if self.entries.len() < self.max {
-                self.entries
-                    .insert(id, Self::entry(Some(Arc::from(text)), batch.at));
+            if self.texts.len() < self.max.saturating_mul(TEXTS_PER_FINGERPRINT)
+                || self.texts.contains_key(&id)
+            {
+                self.texts.entry(id).or_insert_with(|| Arc::from(text));
             }
         }
         for s in batch.samples {
@@ -156,9 +160,7 @@ impl QueryTable {
                     self.rejected += 1;
                     continue;
                 }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(Self::entry(None, batch.at))
-                }
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(Self::entry(batch.at)),
             };
             entry.calls += 1;
             entry.total_us = entry.total_us.saturating_add(s.micros);
@@ -174,9 +176,8 @@ impl QueryTable {
         }
     }
 
-    fn entry(text: Option<Arc<str>>, at: DateTime<Utc>) -> Entry {
+    fn entry(at: DateTime<Utc>) -> Entry {
         Entry {
-            text,
             calls: 0,
             errors: 0,
             total_us: 0,
@@ -222,10 +223,7 @@ impl QueryTable {
     fn execution(&self, r: &Recent) -> QueryExecution {
         QueryExecution {
             id: Fingerprint::hex(r.fingerprint),
-            query: self
-                .entries
-                .get(&r.fingerprint)
-                .and_then(|e| e.text.clone()),
+            query: self.texts.get(&r.fingerprint).cloned(),
             duration_ms: r.micros as f64 / 1000.0,
             error: r.error.clone(),
             trace_id: r.trace_id.map(|t| String::from_utf8_lossy(&t).into_owned()),
@@ -242,7 +240,7 @@ impl QueryTable {
             .filter(|(_, e)| e.calls > 0)
             .map(|(&id, e)| QueryStat {
                 id: Fingerprint::hex(id),
-                query: e.text.clone(),
+                query: self.texts.get(&id).cloned(),
                 calls: e.calls,
                 errors: e.errors,
                 total_ms: e.total_us as f64 / 1000.0,

@@ -1,9 +1,11 @@
 //! SQL fingerprints: a query's text with its constants taken out, so that every execution of
 //! one statement counts as one query whatever its values (as `pg_stat_statements` does).
 //!
-//! Rules: string literals, numbers and `$n` parameters become `?`; a list of two or more of
-//! them (`IN (1, 2, 3)`, `VALUES (?, ?), (?, ?)`) becomes `...`; comments go; whitespace
-//! collapses to one space. Identifiers, keywords and quoted names are kept as written.
+//! Rules: string literals (also `E'…'` and `$tag$…$tag$`), numbers and `$n` parameters become
+//! `?`; a list of two or more of them (`IN (1, 2, 3)`) becomes `...`; a run of equal rows
+//! (`VALUES (?, DEFAULT), (?, DEFAULT)`) becomes one row, so a multi-row insert has the
+//! fingerprint of the single-row one; comments go; whitespace collapses to one space.
+//! Identifiers, keywords and quoted names are kept as written.
 
 use std::hash::Hasher;
 
@@ -89,6 +91,31 @@ pub fn normalize(sql: &str) -> String {
                 i = (i + 2).min(b.len());
                 push_space(&mut out);
             }
+            b'$' if dollar_tag(&b[i..]).is_some() => {
+                // A dollar-quoted string: $tag$ … $tag$ (the tag may be empty).
+                let tag_len = dollar_tag(&b[i..]).unwrap_or(2);
+                let tag = &b[i..i + tag_len];
+                let body = i + tag_len;
+                i = b[body..]
+                    .windows(tag_len)
+                    .position(|w| w == tag)
+                    .map_or(b.len(), |p| body + p + tag_len);
+                placeholder(&mut out);
+            }
+            b'E' | b'e' if b.get(i + 1) == Some(&b'\'') && !in_word(&out) => {
+                // An escape string: backslash escapes, and '' too.
+                i += 2;
+                while i < b.len() {
+                    match b[i] {
+                        b'\\' => i += 2,
+                        b'\'' if b.get(i + 1) == Some(&b'\'') => i += 2,
+                        b'\'' => break,
+                        _ => i += 1,
+                    }
+                }
+                i += 1;
+                placeholder(&mut out);
+            }
             b'$' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
                 i += 1;
                 while i < b.len() && b[i].is_ascii_digit() {
@@ -171,20 +198,76 @@ fn placeholder(out: &mut String) {
     out.push('?');
 }
 
-/// `(...),(...)` (or `(?),(?)`) at the end of the output becomes `(...)`.
+/// Length of the `$tag$` that opens a dollar-quoted string at the start of `b`, if any.
+fn dollar_tag(b: &[u8]) -> Option<usize> {
+    if b.first() != Some(&b'$') {
+        return None;
+    }
+    let end = b[1..]
+        .iter()
+        .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_'))?;
+    // `$1` is a parameter, not a tag; a tag does not start with a digit.
+    if b.get(1).is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    (b.get(1 + end) == Some(&b'$')).then_some(end + 2)
+}
+
+/// A list of equal parenthesised groups at the end of the output (`VALUES (?, DEFAULT),
+/// (?, DEFAULT), …`) becomes one; a single-value group `(?)` counts as equal to `(...)`.
 fn collapse_row_list(out: &mut String) {
-    for row in ["(...)", "(?)"] {
-        let pair = format!("{row},{row}");
-        let pair_spaced = format!("{row}, {row}");
-        for p in [&pair, &pair_spaced] {
-            if out.ends_with(p.as_str()) {
-                let keep = out.len() - p.len();
-                out.truncate(keep);
-                out.push_str("(...)");
-                return;
+    loop {
+        let Some(last) = last_group(out, out.len()) else {
+            return;
+        };
+        let before = out[..last].trim_end_matches(' ');
+        let Some(before) = before.strip_suffix(',') else {
+            return;
+        };
+        let before = before.trim_end_matches(' ');
+        let Some(prev) = last_group(out, before.len()) else {
+            return;
+        };
+        let (a, b) = (&out[prev..before.len()], &out[last..]);
+        let same = a == b || (is_values(a) && is_values(b));
+        if !same {
+            return;
+        }
+        let merged = if a == b {
+            a.to_owned()
+        } else {
+            "(...)".to_owned()
+        };
+        out.truncate(prev);
+        out.push_str(&merged);
+    }
+}
+
+/// `(?)` or `(...)`: a group of values only.
+fn is_values(group: &str) -> bool {
+    group == "(?)" || group == "(...)"
+}
+
+/// Where the parenthesised group ending at `end` (exclusive; `out[end - 1]` is `)`) starts.
+fn last_group(out: &str, end: usize) -> Option<usize> {
+    let b = out.as_bytes();
+    if end == 0 || b.get(end - 1) != Some(&b')') {
+        return None;
+    }
+    let mut depth = 0usize;
+    for i in (0..end).rev() {
+        match b[i] {
+            b')' => depth += 1,
+            b'(' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
             }
+            _ => {}
         }
     }
+    None
 }
 
 #[cfg(test)]
@@ -221,6 +304,63 @@ mod tests {
             normalize("INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6)"),
             "INSERT INTO t (a, b) VALUES (...)"
         );
+    }
+
+    #[test]
+    fn multi_row_inserts_of_any_size_share_one_fingerprint() {
+        let rows = |n: usize, row: &str| {
+            let list: Vec<String> = (1..=n).map(|i| row.replace('N', &i.to_string())).collect();
+            format!("INSERT INTO t (a, b) VALUES {}", list.join(", "))
+        };
+        for n in [2, 3, 4, 5, 17] {
+            assert_eq!(
+                normalize(&rows(n, "($N)")),
+                normalize(&rows(1, "($N)")),
+                "{n} single-value rows: the single-row statement's fingerprint"
+            );
+            assert_eq!(
+                normalize(&rows(n, "($N, DEFAULT)")),
+                "INSERT INTO t (a, b) VALUES (?, DEFAULT)",
+                "{n} rows with DEFAULT"
+            );
+            assert_eq!(
+                normalize(&rows(n, "($N, $N)")),
+                normalize(&rows(1, "($N, $N)")),
+                "{n} two-value rows"
+            );
+        }
+        // Different shapes stay apart.
+        assert_eq!(
+            normalize("INSERT INTO t VALUES (1, DEFAULT), (2, 3)"),
+            "INSERT INTO t VALUES (?, DEFAULT), (...)"
+        );
+    }
+
+    #[test]
+    fn dollar_quoted_and_escape_strings_are_constants() {
+        assert_eq!(
+            normalize("SELECT $$secret 42$$, $fn$it's$fn$ FROM t WHERE a = $1"),
+            "SELECT ... FROM t WHERE a = ?"
+        );
+        assert_eq!(
+            normalize("SELECT * FROM t WHERE note = E'it\\'s 42' AND b = 7"),
+            "SELECT * FROM t WHERE note = ? AND b = ?"
+        );
+        // An identifier ending in e before a quote is not an escape string.
+        assert_eq!(normalize("SELECT name'x'"), "SELECT name?");
+    }
+
+    #[test]
+    fn any_text_normalises_without_panicking() {
+        let alphabet: Vec<char> = "$'\"\\()-/*,eE1 a_\né€𝄞;".chars().collect();
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..20_000 {
+            let len = rng.usize(0..24);
+            let text: String = (0..len)
+                .map(|_| alphabet[rng.usize(..alphabet.len())])
+                .collect();
+            let _ = Fingerprint::of(&text);
+        }
     }
 
     #[test]

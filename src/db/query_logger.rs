@@ -44,6 +44,8 @@ use crate::middleware::trace_context::TraceContext;
 
 /// Samples held between two flushes; more are counted as dropped.
 const MAX_BUFFERED: usize = 100_000;
+/// New statement texts held between two flushes.
+const MAX_TEXTS_BUFFERED: usize = 10_000;
 /// Statements a connection remembers the fingerprint of.
 const CONNECTION_CACHE: usize = 512;
 /// Starts a connection keeps waiting for their finish.
@@ -218,8 +220,13 @@ impl ConnectionLogger {
                 if self.cache.len() >= CONNECTION_CACHE {
                     self.cache.clear();
                 }
-                self.cache.insert(raw, fp.id);
-                lock(&self.sink.texts).push((fp.id, fp.text));
+                let mut texts = lock(&self.sink.texts);
+                if texts.len() < MAX_TEXTS_BUFFERED {
+                    texts.push((fp.id, fp.text));
+                    drop(texts);
+                    self.cache.insert(raw, fp.id);
+                }
+                // (Not cached when the buffer is full: the text is sent on a later execution.)
                 fp.id
             }
         };

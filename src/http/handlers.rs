@@ -392,6 +392,11 @@ pub async fn metric_history(sh: Sh, q: web::Query<HistoryQuery>) -> Result<HttpR
         .clone()
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::BadRequest("name is required (a metric name)".to_owned()))?;
+    if name.len() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "name must be a metric name: at most 100 characters, no control characters".to_owned(),
+        ));
+    }
     let limit = parse_limit(q.limit.as_deref(), 60, 10_000)?;
     let since = match q.since.as_deref() {
         None => None,

@@ -362,6 +362,7 @@ async fn demo_database_routes_validate_input_and_need_a_database() {
         "?customer=abc",
         "?customer=-4",
         "?customer=99999999999",
+        "?customer=1&customer=2",
     ] {
         let r = app.get(&format!("/demo/orders{bad}"), &[]).await;
         assert_error(&r, 400, "BAD_REQUEST");
@@ -392,6 +393,18 @@ async fn queries_route_rejects_a_malformed_trace_id() {
     }
     let r = app.admin_get("/api/v1/system/queries?limit=0").await;
     assert_error(&r, 400, "BAD_REQUEST");
+    for bad in [
+        "",
+        "?name=",
+        "?name=cpu%00usage",
+        "?name=cpu&since=yesterday",
+        "?name=cpu&limit=0",
+    ] {
+        let r = app
+            .admin_get(&format!("/api/v1/system/metrics/history{bad}"))
+            .await;
+        assert_error(&r, 400, "BAD_REQUEST");
+    }
     // Standalone: no pools, nothing recorded, still a full answer.
     let r = app.admin_get("/api/v1/system/queries").await;
     assert_eq!(r.status, 200);

@@ -73,7 +73,12 @@ pub struct TestDb {
 
 impl TestDb {
     pub fn create() -> TestDb {
-        let name = format!("selfheal_t_{}", uuid::Uuid::new_v4().simple());
+        // The creation time is in the name: scripts/test.sh drops only databases left behind
+        // by runs that are long over, never those of a suite running now.
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let name = format!("selfheal_t_{epoch}_{}", uuid::Uuid::new_v4().simple());
         let sql = format!("CREATE DATABASE \"{name}\"");
         on_thread(move || {
             admin_connection()
