@@ -1,3 +1,4 @@
+DROP TABLE IF EXISTS selfheal_write_probe;
 DROP TABLE IF EXISTS admin_audit_logs;
 DROP TABLE IF EXISTS system_health_metrics;
 DROP TABLE IF EXISTS performance_metrics;

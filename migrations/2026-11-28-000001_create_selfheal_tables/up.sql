@@ -213,3 +213,11 @@ CREATE TABLE admin_audit_logs (
 );
 CREATE INDEX admin_audit_logs_action_idx ON admin_audit_logs (action, created_at);
 CREATE INDEX admin_audit_logs_created_idx ON admin_audit_logs (created_at);
+
+-- One row, rewritten when Postgres refuses some rows of a batch: if this write works, the
+-- server accepts writes and the refused rows are bad data; if not, the server is refusing
+-- (read-only after a failover, disk full) and nothing is held against the rows.
+CREATE TABLE selfheal_write_probe (
+    id         integer     PRIMARY KEY,
+    written_at timestamptz NOT NULL
+);

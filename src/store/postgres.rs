@@ -34,11 +34,13 @@ pub struct PgStore {
     migrating: tokio::sync::Mutex<()>,
 }
 
-/// Rows written, and the rows Postgres refused: (index in the batch, reason).
+/// Rows written, the rows Postgres refused (index in the batch, reason), and whether the
+/// refusals came from the server (it refuses writes of any kind) rather than the rows.
 #[derive(Debug, Default)]
 pub struct WriteOutcome {
     pub written: usize,
     pub refused: Vec<(usize, String)>,
+    pub server_refuses: bool,
 }
 
 /// Whether an error means "Postgres is unreachable" (retry later) rather than "this data is bad".
@@ -232,7 +234,7 @@ impl PgStore {
         match whole {
             Ok(()) => Ok(WriteOutcome {
                 written: batch.len(),
-                refused: Vec::new(),
+                ..WriteOutcome::default()
             }),
             Err(StoreError::Query(why)) => {
                 log::warn!(
@@ -251,11 +253,43 @@ impl PgStore {
                         Err(e) => return Err(e),
                     }
                 }
-                if outcome.written == 0 {
-                    // Perhaps the schema is gone: check it again before the next attempt.
-                    AtomicBool::store(&self.migrated, false, Ordering::Release);
+                if !outcome.refused.is_empty() {
+                    // The rows, or the server? A write of our own says which.
+                    outcome.server_refuses = !self.accepts_writes().await?;
+                    if outcome.server_refuses || outcome.written == 0 {
+                        // Perhaps the schema is gone: check it again before the next attempt.
+                        AtomicBool::store(&self.migrated, false, Ordering::Release);
+                    }
                 }
                 Ok(outcome)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether Postgres accepts writes now: one upsert into `selfheal_write_probe`. `Ok(false)`
+    /// when it answers but refuses (read-only, disk full, the table gone); `Err` when it does
+    /// not answer.
+    pub async fn accepts_writes(&self) -> Result<bool, StoreError> {
+        let probe = self
+            .with_conn(async |conn| {
+                diesel::insert_into(selfheal_write_probe::table)
+                    .values((
+                        selfheal_write_probe::id.eq(1),
+                        selfheal_write_probe::written_at.eq(diesel::dsl::now),
+                    ))
+                    .on_conflict(selfheal_write_probe::id)
+                    .do_update()
+                    .set(selfheal_write_probe::written_at.eq(diesel::dsl::now))
+                    .execute(conn)
+                    .await
+            })
+            .await;
+        match probe {
+            Ok(_) => Ok(true),
+            Err(StoreError::Query(why)) => {
+                log::warn!("database: answers but refuses writes: {why}");
+                Ok(false)
             }
             Err(e) => Err(e),
         }

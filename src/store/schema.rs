@@ -158,6 +158,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    selfheal_write_probe (id) {
+        id -> Int4,
+        written_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     system_alerts (id) {
         id -> Uuid,
         #[max_length = 100]
@@ -231,6 +238,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     predictions,
     repair_history,
     security_incidents,
+    selfheal_write_probe,
     system_alerts,
     system_health_metrics,
 );

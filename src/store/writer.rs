@@ -12,13 +12,13 @@
 //!   state shows `down` with the error. While down, the queue is journaled to `DB_SPILL_FILE`
 //!   (every record as it is queued), so a crash during the outage loses nothing; the next
 //!   start queues the journal again, and it is removed once everything is written.
-//! - **Postgres answers but refuses** a batch: it is written row by row. When some rows of the
-//!   batch are written and others refused, the refused ones are bad data: each goes back to
-//!   the queue (a suspect) and is dropped (logged, counted in `rejected`) after being refused
-//!   [`MAX_REFUSALS`] times. When every row of a batch is refused and not all of them are
-//!   suspects, the cause is the server, not the rows (read-only after a failover, disk full, a
-//!   dropped schema): nothing is counted against the rows, the state is `down`, and the writer
-//!   retries with backoff (the schema is checked again first).
+//! - **Postgres answers but refuses** a batch: it is written row by row, and for the rows
+//!   refused a write of our own (`PgStore::accepts_writes`) tells the server from the data.
+//!   If the server refuses writes (read-only after a failover, disk full, the schema gone),
+//!   nothing is held against the rows: the state is `down` and the writer retries with backoff
+//!   (the schema is checked again first). Otherwise each refused row is a suspect: it waits in
+//!   a lane of its own (other records keep flowing), is retried after a growing delay, and is
+//!   dropped (logged, counted in `rejected`) once refused [`MAX_REFUSALS`] times.
 //!
 //! Restart policy: infrastructure actor under actix's `Supervisor`; a restart keeps the queue.
 
@@ -41,7 +41,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Longest wait between two attempts while Postgres is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Refusals of one record, in batches where other records were written, before it is dropped.
+/// Refusals of one record, by a server that accepts other writes, before it is dropped.
 pub const MAX_REFUSALS: u8 = 3;
 
 /// Whether the last attempt to reach Postgres worked.
@@ -105,6 +105,8 @@ pub struct StoreWriter {
     /// Days of history kept: metric rollups, resolved alerts, patterns (`0`: forever).
     retention: (u32, u32, u32),
     queue: VecDeque<Queued>,
+    /// Records Postgres refused while accepting other writes, each with when to retry it.
+    suspects: VecDeque<(Queued, Instant)>,
     /// The batch being written (kept so that journaling includes it).
     in_flight: Option<Arc<Vec<Queued>>>,
     /// Where the queue is journaled while Postgres is down, and read back from at start.
@@ -114,6 +116,8 @@ pub struct StoreWriter {
     /// The journal file exists and must be removed once the queue drains (tracked apart from
     /// the handle: a write error closes the handle, the file must still go).
     journal_on_disk: bool,
+    /// Lines in the journal (it is compacted when mostly made of records already written).
+    journal_lines: usize,
     /// A reachability check is running (queue empty, Postgres last seen down).
     probing: bool,
     cap: usize,
@@ -154,10 +158,12 @@ impl StoreWriter {
             pg,
             retention,
             queue: VecDeque::new(),
+            suspects: VecDeque::new(),
             in_flight: None,
             spill_file,
             journal: None,
             journal_on_disk: false,
+            journal_lines: 0,
             probing: false,
             cap: cap.max(1),
             batch: batch.max(1),
@@ -180,8 +186,23 @@ impl StoreWriter {
         self.in_flight.as_ref().map_or(0, |b| b.len())
     }
 
+    /// Records not yet settled: queued, suspects, and the batch in flight.
+    fn pending_len(&self) -> usize {
+        self.queue.len() + self.suspects.len() + self.in_flight_len()
+    }
+
+    /// Every pending record, oldest first as far as the lanes allow.
+    fn pending(&self) -> impl Iterator<Item = &Record> {
+        self.in_flight
+            .iter()
+            .flat_map(|b| b.iter())
+            .chain(self.suspects.iter().map(|(q, _)| q))
+            .chain(self.queue.iter())
+            .map(|q| &q.record)
+    }
+
     fn update(&self, f: impl FnOnce(&mut WriterStatus)) {
-        let queued = self.queue.len() + self.in_flight_len();
+        let queued = self.pending_len();
         let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut s);
         s.queued = queued;
@@ -206,7 +227,18 @@ impl StoreWriter {
         if self.in_flight.is_some() || self.probing || Instant::now() < self.next_attempt {
             return;
         }
-        if self.queue.is_empty() {
+        // Suspects whose delay is over go first, then the queue.
+        let now = Instant::now();
+        let mut records = Vec::new();
+        while records.len() < self.batch && self.suspects.front().is_some_and(|(_, at)| *at <= now)
+        {
+            if let Some((q, _)) = self.suspects.pop_front() {
+                records.push(q);
+            }
+        }
+        let room = (self.batch - records.len()).min(self.queue.len());
+        records.extend(self.queue.drain(..room));
+        if records.is_empty() {
             // Nothing to write, but Postgres was last seen down (or never reached): check on
             // the same backoff, so the state shows the recovery without waiting for a write.
             if self.state() != WriterState::Up {
@@ -214,8 +246,7 @@ impl StoreWriter {
             }
             return;
         }
-        let n = self.batch.min(self.queue.len());
-        let batch: Arc<Vec<Queued>> = Arc::new(self.queue.drain(..n).collect());
+        let batch: Arc<Vec<Queued>> = Arc::new(records);
         self.in_flight = Some(batch.clone());
         let pg = self.pg.clone();
         let work = async move {
@@ -266,18 +297,17 @@ impl StoreWriter {
                 return;
             }
         };
-        let all_refused = !outcome.refused.is_empty() && outcome.written == 0;
-        // Records Postgres refused while it accepted others are suspects: a batch of suspects
-        // only is counted against them, not taken for a server problem.
-        let all_suspects = batch.iter().all(|q| q.refusals > 0);
-        if all_refused && !all_suspects {
-            // Every row refused: the server, not the data (read-only, disk full, no schema).
-            let why = outcome.refused[0].1.clone();
+        if outcome.server_refuses {
+            // The server refuses writes of any kind: nothing is held against the rows.
+            let why = outcome
+                .refused
+                .first()
+                .map_or_else(String::new, |(_, why)| why.clone());
             self.requeue(batch);
             self.went_down(format!("Postgres refuses writes: {why}"));
             return;
         }
-        let mut retry = Vec::new();
+        let now = Instant::now();
         let mut dropped = 0u64;
         let mut last_refusal = None;
         let mut refused = outcome.refused.iter().peekable();
@@ -287,6 +317,7 @@ impl StoreWriter {
                 None => settled += 1,
                 Some((_, why)) => {
                     q.refusals += 1;
+                    last_refusal = Some(format!("{}: {why}", q.record.table()));
                     if q.refusals >= MAX_REFUSALS {
                         log::error!(
                             "database: dropped a {} row Postgres refused {} times: {why}",
@@ -295,18 +326,18 @@ impl StoreWriter {
                         );
                         dropped += 1;
                         settled += 1;
-                        last_refusal = Some(format!("{}: {why}", q.record.table()));
                     } else {
-                        retry.push(q);
+                        let delay = (self.every * 2u32.pow(u32::from(q.refusals)))
+                            .clamp(Duration::from_millis(200), MAX_BACKOFF);
+                        self.suspects.push_back((q, now + delay));
                     }
                 }
             }
         }
-        self.requeue(retry);
         self.settled += settled;
         let was_down = self.state() == WriterState::Down;
         self.backoff = self.every;
-        self.next_attempt = Instant::now();
+        self.next_attempt = now;
         self.update(|s| {
             s.state = WriterState::Up;
             s.written += outcome.written as u64;
@@ -319,10 +350,11 @@ impl StoreWriter {
         });
         if was_down {
             log::info!(
-                "database: writes work again; writing the {} queued record(s)",
-                self.queue.len() + outcome.written
+                "database: writes work again; writing the {} pending record(s)",
+                self.pending_len() + outcome.written
             );
         }
+        self.compact_journal();
         self.close_journal_if_drained();
     }
 
@@ -359,19 +391,26 @@ impl StoreWriter {
                 return;
             }
         };
-        let (mut loaded, mut bad, mut over) = (0usize, 0usize, 0u64);
+        let mut bad = 0usize;
+        let mut records: Vec<Record> = Vec::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             match serde_json::from_str::<Record>(line) {
-                Ok(_) if self.queue.len() >= self.cap => over += 1,
-                Ok(record) => {
-                    self.queue.push_back(Queued {
-                        record,
-                        refusals: 0,
-                    });
-                    loaded += 1;
-                }
+                Ok(record) => records.push(record),
                 Err(_) => bad += 1,
             }
+        }
+        // Over the cap: keep the newest (the oldest lines are the likeliest to be written).
+        let over = records
+            .len()
+            .saturating_sub(self.cap.saturating_sub(self.queue.len()));
+        let loaded = records.len() - over;
+        let over = over as u64;
+        self.journal_lines = records.len() + bad;
+        for record in records.into_iter().skip(over as usize) {
+            self.queue.push_back(Queued {
+                record,
+                refusals: 0,
+            });
         }
         self.accepted += loaded as u64;
         self.journal_on_disk = true;
@@ -406,13 +445,8 @@ impl StoreWriter {
         let Some(path) = self.spill_file.clone() else {
             return;
         };
-        let pending: Vec<&Record> = self
-            .in_flight
-            .iter()
-            .flat_map(|b| b.iter())
-            .chain(self.queue.iter())
-            .map(|q| &q.record)
-            .collect();
+        let pending: Vec<&Record> = self.pending().collect();
+        let lines = pending.len();
         let opened = (|| -> std::io::Result<std::fs::File> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
@@ -437,6 +471,7 @@ impl StoreWriter {
                     path.display()
                 );
                 self.journal = Some(file);
+                self.journal_lines += lines;
             }
             Err(e) => log::error!(
                 "database: cannot journal the queue to {} ({e}); a crash now would lose it",
@@ -456,19 +491,59 @@ impl StoreWriter {
                 line.push('\n');
                 std::io::Write::write_all(file, line.as_bytes())
             });
-        if let Err(e) = written {
-            log::error!("database: journal write failed ({e}); journaling stops");
-            self.journal = None;
+        match written {
+            Ok(()) => self.journal_lines += 1,
+            Err(e) => {
+                log::error!("database: journal write failed ({e}); journaling stops");
+                self.journal = None;
+            }
+        }
+    }
+
+    /// When the journal is mostly records already written, rewrite it with the pending ones
+    /// only (to a temporary file, synced, then renamed over it).
+    fn compact_journal(&mut self) {
+        if self.journal.is_none() || self.journal_lines <= 2 * self.pending_len() + 64 {
+            return;
+        }
+        let Some(path) = self.spill_file.clone() else {
+            return;
+        };
+        let tmp = path.with_extension("compacting");
+        let pending: Vec<&Record> = self.pending().collect();
+        let lines = pending.len();
+        let rewritten = (|| -> std::io::Result<std::fs::File> {
+            let mut out = String::new();
+            for r in pending {
+                out.push_str(&serde_json::to_string(r).map_err(std::io::Error::other)?);
+                out.push('\n');
+            }
+            let mut file = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut file, out.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::OpenOptions::new().append(true).open(&path)
+        })();
+        match rewritten {
+            Ok(file) => {
+                self.journal = Some(file);
+                self.journal_lines = lines;
+            }
+            Err(e) => log::warn!(
+                "database: could not compact the journal {} ({e}); it keeps growing until the queue drains",
+                path.display()
+            ),
         }
     }
 
     /// Everything is written: the journal is no longer needed.
     fn close_journal_if_drained(&mut self) {
-        if !self.journal_on_disk || !self.queue.is_empty() || self.in_flight.is_some() {
+        if !self.journal_on_disk || self.pending_len() > 0 {
             return;
         }
         self.journal = None;
         self.journal_on_disk = false;
+        self.journal_lines = 0;
         if let Some(path) = &self.spill_file {
             match std::fs::remove_file(path) {
                 Ok(()) => log::info!(
@@ -489,7 +564,7 @@ impl StoreWriter {
         let Some(path) = self.spill_file.clone() else {
             return Ok(0);
         };
-        let pending = self.queue.len() + self.in_flight_len();
+        let pending = self.pending_len();
         if pending == 0 {
             return Ok(0);
         }
@@ -567,7 +642,7 @@ impl Handler<Enqueue> for StoreWriter {
     type Result = ();
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Self::Context) {
-        if self.queue.len() + self.in_flight_len() >= self.cap {
+        if self.pending_len() >= self.cap {
             let overflow = {
                 let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
                 s.overflow += 1;

@@ -755,3 +755,136 @@ async fn a_batch_larger_than_postgres_parameter_limit_is_written() {
     let w = store.status().writer.unwrap();
     assert_eq!((w.written, w.failures, w.rejected), (4_500, 0, 0));
 }
+
+fn poison(i: usize) -> Record {
+    let mut r = audit(i);
+    if let Record::Audit(row) = &mut r {
+        row.actor = format!("bad\0actor {i}");
+    }
+    r
+}
+
+#[actix_web::test]
+async fn a_batch_of_nothing_but_bad_rows_neither_stalls_the_writer_nor_takes_it_down() {
+    let db = TestDb::create();
+    let store = Store::postgres(&db.url, &options(1000)).unwrap();
+    store.write(audit(0));
+    assert!(store.flush(Duration::from_secs(10)).await);
+    // A whole batch (20) of rows Postgres cannot store, then good ones behind them.
+    for i in 1..=20 {
+        store.write(poison(i));
+    }
+    for i in 21..=25 {
+        store.write(audit(i));
+    }
+    assert!(
+        store.flush(Duration::from_secs(15)).await,
+        "{:?}",
+        store.status()
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM admin_audit_logs"), 6);
+    let w = store.status().writer.unwrap();
+    assert_eq!(
+        (w.state, w.queued, w.rejected, w.failures),
+        (WriterState::Up, 0, 20, 0),
+        "the rows were the problem, not the server: {w:?}"
+    );
+}
+
+#[actix_web::test]
+async fn rows_refused_for_a_while_are_retried_with_a_delay_before_being_given_up() {
+    let db = TestDb::create();
+    let mut o = options(1000);
+    o.flush_every = Duration::from_millis(400);
+    let store = Store::postgres(&db.url, &o).unwrap();
+    store.write(audit(0));
+    assert!(store.flush(Duration::from_secs(10)).await);
+    // One table refuses inserts for a moment; the server accepts other writes meanwhile.
+    db.execute(
+        "CREATE FUNCTION refuse_for_now() RETURNS trigger AS $$ \
+         BEGIN RAISE EXCEPTION 'refused for now'; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER refuse_for_now BEFORE INSERT ON admin_audit_logs \
+         FOR EACH ROW EXECUTE FUNCTION refuse_for_now();",
+    );
+    for i in 1..=5 {
+        store.write(audit(i));
+    }
+    assert!(
+        within(10, || store
+            .status()
+            .writer
+            .unwrap()
+            .last_error
+            .is_some_and(|e| e.contains("refused for now")))
+        .await,
+        "{:?}",
+        store.status()
+    );
+    db.execute("DROP TRIGGER refuse_for_now ON admin_audit_logs;");
+    assert!(
+        store.flush(Duration::from_secs(15)).await,
+        "{:?}",
+        store.status()
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM admin_audit_logs"),
+        6,
+        "retried after a delay, not dropped at once"
+    );
+    let w = store.status().writer.unwrap();
+    assert_eq!((w.state, w.rejected), (WriterState::Up, 0));
+}
+
+#[actix_web::test]
+async fn the_journal_is_compacted_as_the_backlog_drains_under_steady_writes() {
+    let db = TestDb::create();
+    let proxy = TcpProxy::start(&db.url);
+    let journal = std::env::temp_dir().join(format!(
+        "selfheal-compact-{}.jsonl",
+        Uuid::new_v4().simple()
+    ));
+    let mut o = options(10_000);
+    o.batch = 50;
+    o.spill_file = Some(journal.clone());
+    let store = Store::postgres(&db.url_via(&proxy), &o).unwrap();
+    store.write(audit(0));
+    assert!(store.flush(Duration::from_secs(10)).await);
+
+    proxy.down();
+    for i in 1..=500 {
+        store.write(audit(i));
+    }
+    assert!(
+        within(10, || store.status().writer.unwrap().state
+            == WriterState::Down)
+        .await,
+        "{:?}",
+        store.status()
+    );
+    proxy.up();
+    // Steady traffic while the backlog drains: the queue is seldom empty.
+    for round in 0..60 {
+        for i in 0..5 {
+            store.write(audit(1_000 + round * 5 + i));
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    let queued = store.status().writer.unwrap().queued;
+    let lines = std::fs::read_to_string(&journal)
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
+    // Compacted whenever it exceeds twice the pending records (plus 64): never all 801.
+    assert!(
+        lines < 801 && lines <= 2 * queued + 64 + 50,
+        "the journal holds about the pending records, not all ever queued: {lines} lines, {:?}",
+        store.status()
+    );
+    assert!(
+        store.flush(Duration::from_secs(15)).await,
+        "{:?}",
+        store.status()
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM admin_audit_logs"), 801);
+    let gone = eventually(|| async { journal.exists() }, |e| !*e).await;
+    assert!(!gone, "removed once drained");
+}
