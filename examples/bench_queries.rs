@@ -43,7 +43,6 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use hdrhistogram::Histogram;
 
-use selfheal::actors::event_bus::EventBus;
 use selfheal::actors::metrics_store::{GetQueryReport, MetricsStore};
 use selfheal::db::{QueryCollector, QueryLogger, QueryLoggerOptions};
 use selfheal::middleware::trace_context::TraceContext;
@@ -241,7 +240,7 @@ async fn one_query(pool: &PgPool, id: i64) -> Result<Row, String> {
         .map_err(|e| format!("query failed: {e}"))
 }
 
-/// The real system's consumer of the logger: `QueryCollector` → `MetricsStore` (+ `EventBus`).
+/// The real system's consumer of the logger: `QueryCollector` → `MetricsStore`.
 struct Collector {
     logger: QueryLogger,
     metrics: Addr<MetricsStore>,
@@ -253,8 +252,7 @@ fn start_collector() -> Collector {
         log_all_queries: false,
     });
     let metrics = MetricsStore::new(1_000).start();
-    let bus = EventBus::new(100).start();
-    QueryCollector::new(logger.clone(), metrics.clone(), bus, FLUSH_EVERY, 1_000).start();
+    QueryCollector::new(logger.clone(), metrics.clone(), FLUSH_EVERY).start();
     Collector { logger, metrics }
 }
 

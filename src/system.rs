@@ -99,6 +99,7 @@ impl SelfHeal {
             max_series: settings.metrics.max_series,
             max_fingerprints: settings.database.max_fingerprints,
             slow_query_ms: settings.thresholds.db_slow_query_ms,
+            events: Some(bus.clone()),
             persist: Some(PersistOptions {
                 store: store.clone(),
                 instance_id,
@@ -111,11 +112,9 @@ impl SelfHeal {
             log_all_queries: settings.database.log_all_queries,
         });
         {
-            let (logger, metrics, bus) = (query_logger.clone(), metrics.clone(), bus.clone());
+            let (logger, metrics) = (query_logger.clone(), metrics.clone());
             let every = Duration::from_millis(settings.tracer.flush_interval_ms.max(1));
-            // Texts for slow-query events: as many as the query table keeps.
-            let max_texts = settings.database.max_fingerprints.saturating_mul(4);
-            Supervisor::start(move |_| QueryCollector::new(logger, metrics, bus, every, max_texts));
+            Supervisor::start(move |_| QueryCollector::new(logger, metrics, every));
         }
         let cx = AgentContext {
             settings: settings.clone(),

@@ -24,8 +24,11 @@ use hdrhistogram::Histogram;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::actors::event_bus::{EventBus, Publish};
 use crate::actors::query_stats::{QueryReport, QueryTable};
-use crate::db::query_logger::IngestQueries;
+use crate::db::fingerprint::Fingerprint;
+use crate::db::query_logger::{IngestQueries, QuerySample};
+use crate::domain::event::{Event, Payload, SlowQuery};
 use crate::domain::health::HealthReport;
 use crate::domain::metric::{
     RouteStats, SeriesKey, SeriesStats, Unit, Window, API_RESPONSE_TIME, DB_QUERY_TIME,
@@ -584,6 +587,8 @@ pub struct MetricsOptions {
     pub max_fingerprints: usize,
     /// Executions from this long on are listed as slow queries (`0`: none).
     pub slow_query_ms: u64,
+    /// Where slow queries are published (`SLOW_QUERY` on `metric`); `None`: not published.
+    pub events: Option<Addr<EventBus>>,
     /// Where one-minute rollups go, and how often; `None` keeps them in memory only.
     pub persist: Option<PersistOptions>,
 }
@@ -614,6 +619,7 @@ impl MetricsStore {
             max_series,
             max_fingerprints: 1_000,
             slow_query_ms: 500,
+            events: None,
             persist: None,
         })
     }
@@ -742,7 +748,35 @@ impl Handler<IngestQueries> for MetricsStore {
             self.table
                 .record_scaled(&key, Unit::Ms, &micros, now_secs());
         }
+        let limit_us = self.options.slow_query_ms.saturating_mul(1000);
+        let slow: Vec<QuerySample> = match &self.options.events {
+            Some(_) if limit_us > 0 => msg
+                .samples
+                .iter()
+                .filter(|s| s.micros >= limit_us)
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
         self.queries.ingest(msg);
+        if let Some(bus) = &self.options.events {
+            for s in slow {
+                bus.do_send(Publish(Event::new(
+                    "QueryLogger",
+                    Payload::SlowQuery {
+                        kind: "SLOW_QUERY",
+                        query: SlowQuery {
+                            id: Fingerprint::hex(s.fingerprint),
+                            sql: self.queries.text(s.fingerprint).map(|t| t.to_string()),
+                            duration_ms: s.micros as f64 / 1000.0,
+                            threshold_ms: self.options.slow_query_ms,
+                            trace_id: s.trace_id.map(|t| String::from_utf8_lossy(&t).into_owned()),
+                            error: s.error.as_deref().map(str::to_owned),
+                        },
+                    },
+                )));
+            }
+        }
     }
 }
 

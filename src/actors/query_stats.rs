@@ -145,10 +145,15 @@ impl QueryTable {
         self.dropped += batch.dropped;
         // Texts are kept apart from the entries and never swept: a connection sends a
         // statement's text once, so a text dropped here would be gone for good.
+        let cap = self.max.saturating_mul(TEXTS_PER_FINGERPRINT);
         for (id, text) in batch.texts {
-            if self.texts.len() < self.max.saturating_mul(TEXTS_PER_FINGERPRINT)
-                || self.texts.contains_key(&id)
-            {
+            if self.texts.len() >= cap && !self.texts.contains_key(&id) {
+                // Full: forget the texts of statements no longer tracked (swept, or refused
+                // when the table was full) before giving up on this one.
+                let entries = &self.entries;
+                self.texts.retain(|id, _| entries.contains_key(id));
+            }
+            if self.texts.len() < cap || self.texts.contains_key(&id) {
                 self.texts.entry(id).or_insert_with(|| Arc::from(text));
             }
         }
@@ -212,6 +217,11 @@ impl QueryTable {
         if r.trace_id.is_some() {
             push_bounded(&mut self.recent, r, RECENT);
         }
+    }
+
+    /// The statement text of fingerprint `id`, when known.
+    pub fn text(&self, id: u64) -> Option<&Arc<str>> {
+        self.texts.get(&id)
     }
 
     /// Drop fingerprints idle for a day.
@@ -333,5 +343,32 @@ mod tests {
         assert_eq!(r.slow.len(), 1, "20 ms against the 10 ms threshold");
         assert_eq!(r.errors.len(), 1);
         assert_eq!(r.trace.map(|t| t.len()), Some(3));
+    }
+
+    #[test]
+    fn texts_of_statements_no_longer_tracked_make_room_for_new_ones() {
+        let mut t = QueryTable::new(1, 0);
+        let batch = |samples: Vec<QuerySample>, texts: Vec<(u64, String)>| IngestQueries {
+            samples,
+            texts,
+            dropped: 0,
+            at: Utc::now(),
+        };
+        t.ingest(batch(
+            vec![sample(1, 10, false)],
+            (1..=4).map(|i| (i, format!("SELECT {i}"))).collect(),
+        ));
+        assert!(
+            t.text(4).is_some(),
+            "room for 4 texts per tracked statement"
+        );
+        t.ingest(batch(Vec::new(), vec![(5, "SELECT 5".into())]));
+        assert_eq!(t.text(5).map(|t| &**t), Some("SELECT 5"));
+        assert_eq!(
+            t.text(1).map(|t| &**t),
+            Some("SELECT 1"),
+            "a tracked one is kept"
+        );
+        assert!(t.text(2).is_none(), "untracked ones made room");
     }
 }

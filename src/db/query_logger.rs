@@ -13,8 +13,8 @@
 //! formatted at all; `FinishQuery` carries the bare SQL, which is hashed in place, and only a
 //! statement the connection has not seen before is normalised. The sample goes into a shared
 //! buffer (one short mutex section); the [`QueryCollector`] actor hands the buffer to the
-//! `MetricsStore` every `TRACE_FLUSH_INTERVAL_MS`, and publishes slow queries there, off the
-//! request path.
+//! `MetricsStore` every `TRACE_FLUSH_INTERVAL_MS`, which keeps the statistics and publishes
+//! slow queries, off the request path.
 //!
 //! A query whose future is dropped before it finishes (a client that went away, a timeout)
 //! leaves an unmatched start. The pool's recycle step (at the next checkout) clears them, so
@@ -37,9 +37,7 @@ use futures_util::FutureExt;
 use rustc_hash::FxHashMap;
 
 use super::fingerprint::{self, Fingerprint};
-use crate::actors::event_bus::{EventBus, Publish};
 use crate::actors::metrics_store::MetricsStore;
-use crate::domain::event::{Event, Payload, SlowQuery};
 use crate::middleware::trace_context::TraceContext;
 
 /// Samples held between two flushes; more are counted as dropped.
@@ -290,31 +288,19 @@ fn forget_unfinished(conn: &mut AsyncPgConnection) {
     }));
 }
 
-/// Drains a [`QueryLogger`] into the `MetricsStore` on a timer and publishes slow queries.
+/// Drains a [`QueryLogger`] into the `MetricsStore` on a timer (which keeps the statistics
+/// and publishes slow queries).
 pub struct QueryCollector {
     logger: QueryLogger,
-    /// Statement texts by fingerprint, for slow-query events (bounded).
-    texts: FxHashMap<u64, String>,
-    max_texts: usize,
     metrics: Addr<MetricsStore>,
-    bus: Addr<EventBus>,
     every: Duration,
 }
 
 impl QueryCollector {
-    pub fn new(
-        logger: QueryLogger,
-        metrics: Addr<MetricsStore>,
-        bus: Addr<EventBus>,
-        every: Duration,
-        max_texts: usize,
-    ) -> Self {
+    pub fn new(logger: QueryLogger, metrics: Addr<MetricsStore>, every: Duration) -> Self {
         QueryCollector {
             logger,
-            texts: FxHashMap::default(),
-            max_texts,
             metrics,
-            bus,
             every,
         }
     }
@@ -323,32 +309,6 @@ impl QueryCollector {
         let batch = self.logger.drain();
         if batch.samples.is_empty() && batch.texts.is_empty() && batch.dropped == 0 {
             return;
-        }
-        for (id, text) in &batch.texts {
-            if self.texts.len() < self.max_texts || self.texts.contains_key(id) {
-                self.texts.insert(*id, text.clone());
-            }
-        }
-        let slow = self.logger.options().slow_threshold;
-        if !slow.is_zero() {
-            let limit = slow.as_micros() as u64;
-            for s in batch.samples.iter().filter(|s| s.micros >= limit) {
-                let text = self.texts.get(&s.fingerprint).cloned();
-                self.bus.do_send(Publish(Event::new(
-                    "QueryLogger",
-                    Payload::SlowQuery {
-                        kind: "SLOW_QUERY",
-                        query: SlowQuery {
-                            id: Fingerprint::hex(s.fingerprint),
-                            sql: text,
-                            duration_ms: s.micros as f64 / 1000.0,
-                            threshold_ms: slow.as_millis() as u64,
-                            trace_id: s.trace_id.map(|t| String::from_utf8_lossy(&t).into_owned()),
-                            error: s.error.as_deref().map(str::to_owned),
-                        },
-                    },
-                )));
-            }
         }
         self.metrics.do_send(batch);
     }

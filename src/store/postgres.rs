@@ -306,25 +306,68 @@ impl PgStore {
         alerts_days: u32,
         patterns_days: u32,
     ) -> Result<usize, StoreError> {
+        self.prune_in_chunks(metrics_days, alerts_days, patterns_days, PRUNE_CHUNK)
+            .await
+    }
+
+    /// [`PgStore::prune`] with `chunk` rows per statement. A table that fails is logged and
+    /// the others are still pruned; the first error is returned after all were tried.
+    pub async fn prune_in_chunks(
+        &self,
+        metrics_days: u32,
+        alerts_days: u32,
+        patterns_days: u32,
+        chunk: usize,
+    ) -> Result<usize, StoreError> {
+        let chunk = chunk.max(1);
         let mut deleted = 0;
-        for (days, statements) in [
-            (metrics_days, PRUNE_METRICS),
-            (alerts_days, PRUNE_ALERTS),
-            (patterns_days, PRUNE_PATTERNS),
+        let mut first_error = None;
+        for (table, days, statements) in [
+            ("system_health_metrics", metrics_days, PRUNE_METRICS),
+            ("system_alerts", alerts_days, PRUNE_ALERTS),
+            ("learning_patterns", patterns_days, PRUNE_PATTERNS),
         ] {
             if days == 0 {
                 continue;
             }
             let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
             for _ in 0..PRUNE_MAX_CHUNKS {
-                let n = self.prune_chunk(statements, before).await?;
+                // The server cancels a statement after PRUNE_STATEMENT_MS; this bounds a
+                // server that does not answer at all.
+                let budget = Duration::from_millis(PRUNE_STATEMENT_MS * 2 + 5_000);
+                let n = match actix_web::rt::time::timeout(
+                    budget,
+                    self.prune_chunk(statements, before, chunk),
+                )
+                .await
+                {
+                    Ok(Ok(n)) => n,
+                    Ok(Err(e)) => {
+                        log::warn!("database: pruning {table} failed: {e}");
+                        first_error.get_or_insert(e);
+                        break;
+                    }
+                    Err(_) => {
+                        log::warn!(
+                            "database: pruning {table}: no answer in {} ms",
+                            budget.as_millis()
+                        );
+                        first_error.get_or_insert(StoreError::Unavailable(format!(
+                            "pruning {table}: no answer"
+                        )));
+                        break;
+                    }
+                };
                 deleted += n;
-                if n < PRUNE_CHUNK {
+                if n < chunk {
                     break;
                 }
             }
         }
-        Ok(deleted)
+        match first_error {
+            Some(e) if deleted == 0 => Err(e),
+            _ => Ok(deleted),
+        }
     }
 
     /// One chunk: `statements` in order, each bound to `before`; the last one's row count.
@@ -332,6 +375,7 @@ impl PgStore {
         &self,
         statements: &'static [&'static str],
         before: chrono::DateTime<chrono::Utc>,
+        chunk: usize,
     ) -> Result<usize, StoreError> {
         self.ensure_migrated().await?;
         let mut conn = self.conn().await?;
@@ -345,7 +389,7 @@ impl PgStore {
             for sql in statements {
                 n = diesel::sql_query(*sql)
                     .bind::<diesel::sql_types::Timestamptz, _>(before)
-                    .bind::<diesel::sql_types::BigInt, _>(PRUNE_CHUNK as i64)
+                    .bind::<diesel::sql_types::BigInt, _>(chunk as i64)
                     .execute(tx)
                     .await?;
             }

@@ -120,6 +120,8 @@ pub struct StoreWriter {
     journal_lines: usize,
     /// A reachability check is running (queue empty, Postgres last seen down).
     probing: bool,
+    /// A retention run is going (they never overlap).
+    pruning: bool,
     cap: usize,
     batch: usize,
     every: Duration,
@@ -165,6 +167,7 @@ impl StoreWriter {
             journal_on_disk: false,
             journal_lines: 0,
             probing: false,
+            pruning: false,
             cap: cap.max(1),
             batch: batch.max(1),
             every,
@@ -591,6 +594,10 @@ impl Actor for StoreWriter {
         self.load_spill();
         ctx.run_interval(self.every, |act, ctx| act.flush(ctx));
         ctx.run_interval(PRUNE_EVERY, |act, ctx| {
+            if act.pruning {
+                return; // the last run is still going
+            }
+            act.pruning = true;
             let (pg, (m, a, p)) = (act.pg.clone(), act.retention);
             ctx.spawn(
                 async move {
@@ -600,7 +607,8 @@ impl Actor for StoreWriter {
                         Err(e) => log::warn!("database: pruning failed ({e}); next try in an hour"),
                     }
                 }
-                .into_actor(act),
+                .into_actor(act)
+                .map(|(), act, _| act.pruning = false),
             );
         });
         // Migrate as soon as Postgres answers, so the schema exists before the first write.

@@ -1290,3 +1290,48 @@ async fn history_past_its_retention_is_pruned_and_the_rest_kept() {
     // 0 keeps forever.
     assert_eq!(store.pg().unwrap().prune(0, 0, 0).await.unwrap(), 0);
 }
+
+#[actix_web::test]
+async fn pruning_works_through_a_backlog_chunk_by_chunk() {
+    let db = TestDb::create();
+    let store = Store::postgres(&db.url, &options()).unwrap();
+    let now = Utc::now();
+    let instance = Uuid::new_v4();
+    // 25 old rollups (distinct minutes), 3 recent ones; chunks of 4.
+    for i in 0..25 {
+        let at = now - chrono::Duration::days(400) + chrono::Duration::minutes(i);
+        store.write(Record::HealthMetric(health_metric(
+            "cpu_usage",
+            json!({}),
+            at,
+            instance,
+            1.0,
+        )));
+    }
+    for i in 0..3 {
+        let at = now - chrono::Duration::minutes(i);
+        store.write(Record::HealthMetric(health_metric(
+            "cpu_usage",
+            json!({}),
+            at,
+            instance,
+            1.0,
+        )));
+    }
+    assert!(store.flush(Duration::from_secs(10)).await);
+    let pg = store.pg().unwrap();
+    assert_eq!(pg.prune_in_chunks(30, 0, 0, 4).await.unwrap(), 25);
+    assert_eq!(db.scalar("SELECT count(*) FROM system_health_metrics"), 3);
+    // A table that fails does not stop the others: with the alerts table gone, patterns are
+    // still pruned.
+    store.write(Record::Pattern(pattern(
+        "old",
+        now - chrono::Duration::days(400),
+        1,
+        0,
+    )));
+    assert!(store.flush(Duration::from_secs(10)).await);
+    db.execute("DROP TABLE notification_log");
+    assert_eq!(pg.prune_in_chunks(30, 90, 365, 4).await.unwrap(), 1);
+    assert_eq!(db.scalar("SELECT count(*) FROM learning_patterns"), 0);
+}
