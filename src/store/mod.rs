@@ -156,6 +156,17 @@ struct Inner {
     postgres: Option<Postgres>,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: stop the database arbiter (and the writer on it). What is
+        // still queued then is in the journal if Postgres was down; `SelfHeal::shutdown`
+        // drains the queue before this happens.
+        if let Some(p) = &self.postgres {
+            p.arbiter.stop();
+        }
+    }
+}
+
 /// The store handle. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
