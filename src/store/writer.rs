@@ -263,11 +263,30 @@ impl StoreWriter {
             let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
             act.finish(result, batch);
             act.release_drained();
-            // More waiting and Postgres answers: keep going without waiting for the timer.
-            if !act.queue.is_empty() && Instant::now() >= act.next_attempt {
-                act.flush(ctx);
-            }
+            act.schedule(ctx);
         }));
+    }
+
+    /// Run the next flush when there is something to do: at once when records wait and
+    /// Postgres answers, else when the backoff or the first suspect's delay ends (so neither
+    /// waits for the next `DB_WRITE_FLUSH_MS` tick).
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let mut at = None::<Instant>;
+        if !self.queue.is_empty() {
+            at = Some(self.next_attempt.max(now));
+        }
+        if let Some((_, due)) = self.suspects.front() {
+            let due = (*due).max(self.next_attempt).max(now);
+            at = Some(at.map_or(due, |a| a.min(due)));
+        }
+        match at {
+            Some(at) if at <= now => self.flush(ctx),
+            Some(at) => {
+                ctx.run_later(at - now, |act, ctx| act.flush(ctx));
+            }
+            None => {}
+        }
     }
 
     fn probe(&mut self, ctx: &mut Context<Self>) {
@@ -278,9 +297,10 @@ impl StoreWriter {
             pg.ping().await?;
             Ok(WriteOutcome::default())
         };
-        ctx.spawn(work.into_actor(self).map(|result, act, _| {
+        ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
             act.probing = false;
             act.finish(result, Vec::new());
+            act.schedule(ctx);
         }));
     }
 

@@ -717,8 +717,9 @@ async fn a_batch_larger_than_postgres_parameter_limit_is_written() {
     let db = TestDb::create();
     let mut o = options(10_000);
     o.batch = 5_000;
-    // Only the flush below writes: one batch of all 4 500.
+    // Only the flush below writes: one batch of all 4 500 (and time for it on a busy machine).
     o.flush_every = Duration::from_secs(60);
+    o.timeout = Duration::from_secs(10);
     let store = Store::postgres(&db.url, &o).unwrap();
     let start = Utc::now();
     // 4 500 rows × 17 columns = 76 500 parameters: more than one statement may carry.
