@@ -33,15 +33,6 @@ impl RedisMemory {
     }
 }
 
-/// The pool's deadpool status.
-#[derive(Debug, Clone, Serialize)]
-pub struct RedisPoolStatus {
-    pub max_size: usize,
-    pub size: usize,
-    pub available: usize,
-    pub waiting: usize,
-}
-
 impl RedisHandle {
     /// A pool for `url` (not connected yet).
     pub fn new(
@@ -70,11 +61,6 @@ impl RedisHandle {
     /// `suffix` with the configured prefix: the only way selfheal names a key.
     pub fn key(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.prefix)
-    }
-
-    /// The key prefix.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
     }
 
     /// Run `cmd` with the timeout.
@@ -128,16 +114,5 @@ impl RedisHandle {
             .arg("PX")
             .arg(ttl.as_millis().max(1) as u64);
         self.query::<()>(&cmd).await
-    }
-
-    /// The pool's status.
-    pub fn pool_status(&self) -> RedisPoolStatus {
-        let s = self.pool.status();
-        RedisPoolStatus {
-            max_size: s.max_size,
-            size: s.size,
-            available: s.available,
-            waiting: s.waiting,
-        }
     }
 }

@@ -36,7 +36,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::FutureExt;
 use rustc_hash::FxHashMap;
 
-use super::fingerprint::{self, Fingerprint};
+use super::fingerprint::Fingerprint;
 use crate::actors::metrics_store::MetricsStore;
 use crate::middleware::trace_context::TraceContext;
 
@@ -108,11 +108,6 @@ impl QueryLogger {
                 dropped: AtomicU64::new(0),
             }),
         }
-    }
-
-    /// The options in force.
-    pub fn options(&self) -> &QueryLoggerOptions {
-        &self.sink.options
     }
 
     /// An instrumentation for one connection: `conn.set_instrumentation(logger.instrumentation())`.
@@ -328,13 +323,3 @@ impl Actor for QueryCollector {
 }
 
 impl Supervised for QueryCollector {}
-
-/// A statement's id as routes show it.
-pub fn fingerprint_hex(id: u64) -> String {
-    Fingerprint::hex(id)
-}
-
-/// The fingerprint id of `sql` (for tests and tools).
-pub fn fingerprint_id(sql: &str) -> u64 {
-    fingerprint::hash(fingerprint::normalize(sql).as_bytes())
-}

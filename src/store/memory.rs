@@ -48,18 +48,20 @@ impl<T> Table<T> {
         }
     }
 
-    /// The newest `limit` rows matching `keep`, newest first.
-    fn newest(&self, limit: usize, keep: impl Fn(&T) -> bool) -> Vec<T>
+    /// Copies of the rows matching `keep` (callers sort them).
+    fn matching(&self, keep: impl Fn(&T) -> bool) -> Vec<T>
     where
         T: Clone,
     {
-        self.rows
-            .iter()
-            .rev()
-            .filter(|r| keep(r))
-            .take(limit)
-            .cloned()
-            .collect()
+        self.rows.iter().filter(|r| keep(r)).cloned().collect()
+    }
+
+    /// Copies of every row.
+    fn all(&self) -> Vec<T>
+    where
+        T: Clone,
+    {
+        self.matching(|_| true)
     }
 }
 
@@ -198,64 +200,40 @@ impl MemoryStore {
     }
 
     pub fn diagnostics(&self, limit: usize) -> Vec<DiagnosticRow> {
-        self.with(|t| {
-            sorted(t.diagnostics.newest(usize::MAX, |_| true), limit, |r| {
-                (r.created_at, r.id)
-            })
-        })
+        self.with(|t| sorted(t.diagnostics.all(), limit, |r| (r.created_at, r.id)))
     }
 
     pub fn repairs(&self, limit: usize) -> Vec<RepairRow> {
-        self.with(|t| {
-            sorted(t.repairs.newest(usize::MAX, |_| true), limit, |r| {
-                (r.created_at, r.id)
-            })
-        })
+        self.with(|t| sorted(t.repairs.all(), limit, |r| (r.created_at, r.id)))
     }
 
     pub fn patterns(&self) -> Vec<PatternRow> {
         self.with(|t| {
-            let mut rows = t.patterns.newest(usize::MAX, |_| true);
+            let mut rows = t.patterns.all();
             rows.sort_by(|a, b| a.pattern_hash.cmp(&b.pattern_hash));
             rows
         })
     }
 
     pub fn predictions(&self, limit: usize) -> Vec<PredictionRow> {
-        self.with(|t| {
-            sorted(t.predictions.newest(usize::MAX, |_| true), limit, |r| {
-                (r.created_at, r.id)
-            })
-        })
+        self.with(|t| sorted(t.predictions.all(), limit, |r| (r.created_at, r.id)))
     }
 
     pub fn security_incidents(&self, limit: usize) -> Vec<SecurityIncidentRow> {
-        self.with(|t| {
-            sorted(t.security.newest(usize::MAX, |_| true), limit, |r| {
-                (r.created_at, r.id)
-            })
-        })
+        self.with(|t| sorted(t.security.all(), limit, |r| (r.created_at, r.id)))
     }
 
     pub fn performance(&self, limit: usize) -> Vec<PerformanceRow> {
-        self.with(|t| {
-            sorted(t.performance.newest(usize::MAX, |_| true), limit, |r| {
-                (r.created_at, r.id)
-            })
-        })
+        self.with(|t| sorted(t.performance.all(), limit, |r| (r.created_at, r.id)))
     }
 
     pub fn audit(&self, limit: usize) -> Vec<AuditRow> {
-        self.with(|t| {
-            sorted(t.audit.newest(usize::MAX, |_| true), limit, |r| {
-                (r.created_at, r.id)
-            })
-        })
+        self.with(|t| sorted(t.audit.all(), limit, |r| (r.created_at, r.id)))
     }
 
     pub fn metric_history(&self, q: &MetricHistoryQuery) -> Vec<HealthMetricRow> {
         self.with(|t| {
-            let mut rows = t.health_metrics.newest(usize::MAX, |r| {
+            let mut rows = t.health_metrics.matching(|r| {
                 r.metric_name == q.name && q.since.is_none_or(|s| r.bucket_start >= s)
             });
             // The newest `limit`, returned oldest first (a time series).

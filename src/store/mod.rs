@@ -340,7 +340,7 @@ impl Store {
             };
         };
         // Known down: answer at once rather than wait for a timeout on every read.
-        if writer::read_status(&p.status).state != WriterState::Down {
+        if writer::read_state(&p.status) != WriterState::Down {
             match self.on_db(from_pg).await {
                 Ok(data) => {
                     return Read {

@@ -66,7 +66,7 @@ fn diesel_err(e: DieselError) -> StoreError {
 /// A pool builder with the timeouts every selfheal pool uses. Connections are checked out
 /// with `RecyclingMethod::Fast`: no extra round trip per checkout; a broken connection is
 /// discarded by the pool (and a query on a connection that died since fails once).
-pub fn pool_with(
+fn pool_with(
     manager: AsyncDieselConnectionManager<AsyncPgConnection>,
     max_size: usize,
     timeout: Duration,

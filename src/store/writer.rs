@@ -81,6 +81,11 @@ pub(crate) fn read_status(s: &SharedStatus) -> WriterStatus {
     s.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
+/// Just the state (no copy of the error text).
+pub(crate) fn read_state(s: &SharedStatus) -> WriterState {
+    s.lock().unwrap_or_else(|e| e.into_inner()).state
+}
+
 /// Queue records for writing.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -212,7 +217,7 @@ impl StoreWriter {
     }
 
     fn state(&self) -> WriterState {
-        read_status(&self.status).state
+        read_state(&self.status)
     }
 
     fn release_drained(&mut self) {

@@ -469,26 +469,37 @@ async fn redis_down_degrades_the_verdict_and_it_reconnects_by_itself() {
     let _: i64 = direct.query(&del).await.unwrap();
 }
 
-#[actix_web::test]
-async fn records_postgres_cannot_take_at_shutdown_are_saved_and_written_at_the_next_start() {
-    let db = TestDb::create();
-    let proxy = TcpProxy::start(&db.url);
-    let url = db.url_via(&proxy);
-    let spill =
-        std::env::temp_dir().join(format!("selfheal-spill-{}.jsonl", Uuid::new_v4().simple()));
-    let spill_path = spill.to_string_lossy().into_owned();
-    let env = [
-        ("DATABASE_URL", url.as_str()),
+/// A fresh journal path in the temp directory.
+fn temp_journal(tag: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("selfheal-{tag}-{}.jsonl", Uuid::new_v4().simple()))
+}
+
+/// The app on `url` with `journal` as its `DB_SPILL_FILE`, once its writer has reached
+/// Postgres.
+async fn spawn_journaled(url: &str, journal: &std::path::Path) -> TestApp {
+    let journal = journal.to_string_lossy().into_owned();
+    let app = spawn_app(&[
+        ("DATABASE_URL", url),
         ("DB_TIMEOUT_MS", "300"),
-        ("DB_SPILL_FILE", spill_path.as_str()),
-    ];
-    let app = spawn_app(&env).await;
+        ("DB_SPILL_FILE", journal.as_str()),
+    ])
+    .await;
     let up = eventually(
         || async { app.selfheal().store.status().writer.unwrap().state },
         |s| *s == WriterState::Up,
     )
     .await;
     assert_eq!(up, WriterState::Up);
+    app
+}
+
+#[actix_web::test]
+async fn records_postgres_cannot_take_at_shutdown_are_saved_and_written_at_the_next_start() {
+    let db = TestDb::create();
+    let proxy = TcpProxy::start(&db.url);
+    let url = db.url_via(&proxy);
+    let spill = temp_journal("spill");
+    let app = spawn_journaled(&url, &spill).await;
 
     proxy.down();
     let r = app
@@ -502,7 +513,7 @@ async fn records_postgres_cannot_take_at_shutdown_are_saved_and_written_at_the_n
     assert_eq!(db.scalar("SELECT count(*) FROM admin_audit_logs"), 0);
 
     proxy.up();
-    let app = spawn_app(&env).await;
+    let app = spawn_journaled(&url, &spill).await;
     let entries = eventually(
         || async {
             let r = app.admin_get("/api/v1/system/audit").await;
@@ -602,23 +613,8 @@ async fn a_crash_during_an_outage_loses_no_queued_record() {
     let db = TestDb::create();
     let proxy = TcpProxy::start(&db.url);
     let url = db.url_via(&proxy);
-    let journal = std::env::temp_dir().join(format!(
-        "selfheal-journal-{}.jsonl",
-        Uuid::new_v4().simple()
-    ));
-    let journal_path = journal.to_string_lossy().into_owned();
-    let env = [
-        ("DATABASE_URL", url.as_str()),
-        ("DB_TIMEOUT_MS", "300"),
-        ("DB_SPILL_FILE", journal_path.as_str()),
-    ];
-    let app = spawn_app(&env).await;
-    let up = eventually(
-        || async { app.selfheal().store.status().writer.unwrap().state },
-        |s| *s == WriterState::Up,
-    )
-    .await;
-    assert_eq!(up, WriterState::Up);
+    let journal = temp_journal("journal");
+    let app = spawn_journaled(&url, &journal).await;
 
     proxy.down();
     for _ in 0..3 {
@@ -653,7 +649,7 @@ async fn a_crash_during_an_outage_loses_no_queued_record() {
     drop(app);
 
     proxy.up();
-    let app = spawn_app(&env).await;
+    let app = spawn_journaled(&url, &journal).await;
     let audit = eventually(
         || async { app.admin_get("/api/v1/system/audit").await.data().clone() },
         |d| d["partial"] == false && d["entries"].as_array().is_some_and(|e| e.len() == 4),
@@ -840,10 +836,7 @@ async fn rows_refused_for_a_while_are_retried_with_a_delay_before_being_given_up
 async fn the_journal_is_compacted_as_the_backlog_drains_under_steady_writes() {
     let db = TestDb::create();
     let proxy = TcpProxy::start(&db.url);
-    let journal = std::env::temp_dir().join(format!(
-        "selfheal-compact-{}.jsonl",
-        Uuid::new_v4().simple()
-    ));
+    let journal = temp_journal("compact");
     let mut o = options(10_000);
     o.batch = 50;
     o.spill_file = Some(journal.clone());
