@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+pub use crate::domain::alert::SeverityRoutes;
+
 /// Every problem found in the environment, reported together.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  - {}", .problems.join("\n  - "))]
@@ -53,6 +55,8 @@ pub struct Settings {
     pub performance: PerformanceSettings,
     /// Notification channels.
     pub notify: NotifySettings,
+    /// Alert rules: anti-flap, repeats, the API window, external checks.
+    pub alerting: AlertSettings,
     /// Retention of stored history.
     pub retention: RetentionSettings,
     /// Request tracer middleware.
@@ -130,7 +134,7 @@ pub struct Thresholds {
     pub api_response_ms: u64,
     /// `API_ERROR_RATE_THRESHOLD`: percent of 5xx answers per route.
     pub api_error_rate_percent: f64,
-    /// `API_TIMEOUT_MS`: timeout of outbound probes.
+    /// `API_TIMEOUT_MS`: timeout of each external check (`0`: the default).
     pub api_timeout_ms: u64,
     /// `DB_QUERY_THRESHOLD_MS`: timed `SELECT 1`.
     pub db_query_ms: u64,
@@ -293,6 +297,52 @@ pub struct NotifySettings {
     pub alert_email_to: Option<String>,
     /// `ALERT_EMAIL_FROM`.
     pub alert_email_from: String,
+    /// `PAGERDUTY_EVENTS_URL`: the Events API v2 endpoint.
+    pub pagerduty_events_url: String,
+    /// `SMTP_URL`: `smtp://host:port` (`smtps://` for TLS); email needs it and `ALERT_EMAIL_TO`.
+    pub smtp_url: Option<String>,
+    /// `ALERT_ROUTES`: which channels each severity goes to.
+    pub routes: SeverityRoutes,
+    /// `ALERT_LINK_BASE_URL`: prefix of the alert link in messages.
+    pub link_base_url: String,
+    /// `NOTIFY_TIMEOUT_MS`: per attempt.
+    pub timeout_ms: u64,
+    /// `NOTIFY_MAX_ATTEMPTS`: attempts per notification before it is given up.
+    pub max_attempts: u32,
+    /// `NOTIFY_BACKOFF_INITIAL_MS`: delay before the first retry (doubled each time, jittered).
+    pub backoff_initial_ms: u64,
+    /// `NOTIFY_BACKOFF_MAX_MS`: longest delay between retries.
+    pub backoff_max_ms: u64,
+    /// `NOTIFY_QUEUE_MAX`: notifications waiting per channel; more are refused and logged.
+    pub queue_max: usize,
+}
+
+/// An external endpoint the Monitor probes (`EXTERNAL_CHECKS=name=url,…`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalCheck {
+    pub name: String,
+    pub url: String,
+}
+
+/// Alert rules.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// `ALERT_PENDING_TICKS`: consecutive breaching ticks before a rule fires.
+    pub pending_ticks: u32,
+    /// `ALERT_RESOLVE_TICKS`: consecutive clear ticks before a firing rule resolves.
+    pub resolve_ticks: u32,
+    /// `ALERT_HYSTERESIS_PERCENT`: a firing rule is clear only this far under its threshold.
+    pub hysteresis_percent: f64,
+    /// `ALERT_REPEAT_INTERVAL_MS`: re-notify a firing, unacknowledged alert this often; 0: never.
+    pub repeat_interval_ms: u64,
+    /// `API_ALERT_WINDOW_MS`: the API rules look at the requests of this last stretch.
+    pub api_window_ms: u64,
+    /// `API_ALERT_MIN_REQUESTS`: fewer requests in the window are not judged.
+    pub api_min_requests: u64,
+    /// `EXTERNAL_CHECKS`: `name=url` pairs.
+    pub external_checks: Vec<ExternalCheck>,
+    /// `EXTERNAL_CHECK_INTERVAL_MS`: how often the external checks run (at most once a tick).
+    pub external_interval_ms: u64,
 }
 
 /// Retention of stored history.
@@ -492,6 +542,32 @@ impl Settings {
                 pagerduty_api_key: r.optional("PAGERDUTY_API_KEY"),
                 alert_email_to: r.optional("ALERT_EMAIL_TO"),
                 alert_email_from: r.string("ALERT_EMAIL_FROM", "alerts@leadsite.ai"),
+                pagerduty_events_url: r
+                    .url(
+                        "PAGERDUTY_EVENTS_URL",
+                        &["http", "https"],
+                        PAGERDUTY_EVENTS_URL,
+                    )
+                    .unwrap_or_else(|| PAGERDUTY_EVENTS_URL.to_owned()),
+                smtp_url: r.url("SMTP_URL", &["smtp", "smtps"], ""),
+                routes: r.routes("ALERT_ROUTES", SeverityRoutes::DEFAULT),
+                link_base_url: r.string("ALERT_LINK_BASE_URL", ""),
+                timeout_ms: r.int("NOTIFY_TIMEOUT_MS", 10_000, 1, 600_000),
+                max_attempts: r.int("NOTIFY_MAX_ATTEMPTS", 5, 1, 100) as u32,
+                backoff_initial_ms: r.int("NOTIFY_BACKOFF_INITIAL_MS", 1_000, 1, 3_600_000),
+                backoff_max_ms: r.int("NOTIFY_BACKOFF_MAX_MS", 60_000, 1, 3_600_000),
+                queue_max: r.int("NOTIFY_QUEUE_MAX", 1_000, 1, 1_000_000) as usize,
+            },
+            alerting: AlertSettings {
+                pending_ticks: r.int("ALERT_PENDING_TICKS", 2, 1, 10_000) as u32,
+                resolve_ticks: r.int("ALERT_RESOLVE_TICKS", 2, 1, 10_000) as u32,
+                hysteresis_percent: r.float("ALERT_HYSTERESIS_PERCENT", 10.0, 0.0, 99.0),
+                repeat_interval_ms: r.ms("ALERT_REPEAT_INTERVAL_MS", 14_400_000),
+                // The 10-second ring holds 80 s: a longer window would need the coarse ring.
+                api_window_ms: r.int("API_ALERT_WINDOW_MS", 60_000, 10_000, 60_000),
+                api_min_requests: r.int("API_ALERT_MIN_REQUESTS", 5, 1, 1_000_000),
+                external_checks: r.external_checks("EXTERNAL_CHECKS"),
+                external_interval_ms: r.ms("EXTERNAL_CHECK_INTERVAL_MS", 30_000),
             },
             retention: RetentionSettings {
                 metrics_days: r.int("METRICS_RETENTION_DAYS", 30, 0, 36_500) as u32,
@@ -520,6 +596,9 @@ impl Settings {
 
 /// Default base URL of the Anthropic Messages API.
 const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+
+/// Default PagerDuty Events API v2 endpoint.
+const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
 impl Intervals {
     /// `ms` as a tick interval, `None` when it is 0 (off).
@@ -597,6 +676,54 @@ impl<'a> Reader<'a> {
             ));
             None
         }
+    }
+
+    /// `severity=channel+channel,…` (see [`SeverityRoutes::parse`]).
+    fn routes(&mut self, key: &'static str, default: &str) -> SeverityRoutes {
+        let fallback =
+            || SeverityRoutes::parse(default).unwrap_or(SeverityRoutes(Default::default()));
+        let Some(v) = self.raw(key, default) else {
+            return fallback();
+        };
+        match SeverityRoutes::parse(&v) {
+            Ok(r) => r,
+            Err(e) => {
+                self.problem(key, &v, &e);
+                fallback()
+            }
+        }
+    }
+
+    /// `name=url,…` with http(s) URLs and distinct names.
+    fn external_checks(&mut self, key: &'static str) -> Vec<ExternalCheck> {
+        let Some(v) = self.raw(key, "") else {
+            return Vec::new();
+        };
+        let mut out: Vec<ExternalCheck> = Vec::new();
+        for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let parsed = part.split_once('=').and_then(|(name, url)| {
+                let (name, url) = (name.trim(), url.trim());
+                let scheme_ok = url
+                    .split_once("://")
+                    .is_some_and(|(s, rest)| matches!(s, "http" | "https") && !rest.is_empty());
+                (!name.is_empty() && scheme_ok).then(|| ExternalCheck {
+                    name: name.to_owned(),
+                    url: url.to_owned(),
+                })
+            });
+            // Never echo the URL: it may carry a password or a token.
+            let name = part.split_once('=').map_or("", |(n, _)| n.trim());
+            match parsed {
+                Some(c) if out.iter().any(|o| o.name == c.name) => self
+                    .problems
+                    .push(format!("{key}: the check name {name:?} is used twice")),
+                Some(c) => out.push(c),
+                None => self.problems.push(format!(
+                    "{key}: the entry named {name:?}: expected name=http(s)://…"
+                )),
+            }
+        }
+        out
     }
 
     fn bool(&mut self, key: &'static str, default: bool) -> bool {

@@ -2,6 +2,7 @@
 //! No actix and no I/O here.
 
 pub mod agent;
+pub mod alert;
 pub mod event;
 pub mod health;
 pub mod metric;
