@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::model::*;
-use super::{AlertQuery, MetricHistoryQuery, Page};
+use super::{AlertQuery, MetricHistoryQuery, Page, MAINTENANCE_WINDOWS_MAX, SILENCES_MAX};
 
 /// A bounded table: rows in write order, oldest evicted first.
 #[derive(Debug)]
@@ -77,6 +77,8 @@ struct Tables {
     performance: Table<PerformanceRow>,
     health_metrics: Table<HealthMetricRow>,
     audit: Table<AuditRow>,
+    silences: Table<SilenceRow>,
+    maintenance: Table<MaintenanceRow>,
 }
 
 /// The in-memory backend.
@@ -109,6 +111,8 @@ impl MemoryStore {
                 performance: Table::new(rows),
                 health_metrics: Table::new(rows),
                 audit: Table::new(rows),
+                silences: Table::new(rows),
+                maintenance: Table::new(rows),
             }),
         }
     }
@@ -148,6 +152,8 @@ impl MemoryStore {
                 .health_metrics
                 .insert_once(r, |a, b| a.bucket_key() == b.bucket_key()),
             Record::Audit(r) => t.audit.insert_once(r, |a, b| a.id == b.id),
+            Record::Silence(r) => t.silences.upsert(r, |a, b| a.id == b.id),
+            Record::Maintenance(r) => t.maintenance.upsert(r, |a, b| a.id == b.id),
         })
     }
 
@@ -229,6 +235,30 @@ impl MemoryStore {
 
     pub fn audit(&self, limit: usize) -> Vec<AuditRow> {
         self.with(|t| sorted(t.audit.all(), limit, |r| (r.created_at, r.id)))
+    }
+
+    /// Silences not deleted and not over (ended at or after `include_expired_since`, when
+    /// given), newest created first.
+    pub fn silences(&self, include_expired_since: Option<DateTime<Utc>>) -> Vec<SilenceRow> {
+        let now = Utc::now();
+        self.with(|t| {
+            let rows = t.silences.matching(|s| {
+                s.deleted_at.is_none()
+                    && (s.ends_at > now
+                        || include_expired_since.is_some_and(|since| s.ends_at >= since))
+            });
+            sorted(rows, SILENCES_MAX, |s| (s.created_at, s.id))
+        })
+    }
+
+    /// Maintenance windows not deleted, oldest created first.
+    pub fn maintenance_windows(&self) -> Vec<MaintenanceRow> {
+        self.with(|t| {
+            let mut rows = t.maintenance.matching(|w| w.deleted_at.is_none());
+            rows.sort_by_key(|w| (w.created_at, w.id));
+            rows.truncate(MAINTENANCE_WINDOWS_MAX);
+            rows
+        })
     }
 
     pub fn metric_history(&self, q: &MetricHistoryQuery) -> Vec<HealthMetricRow> {

@@ -90,6 +90,12 @@ pub struct MetricHistoryQuery {
     pub limit: usize,
 }
 
+/// Most silences [`Store::silences`] returns.
+pub const SILENCES_MAX: usize = 1_000;
+
+/// Most maintenance windows [`Store::maintenance_windows`] returns.
+pub const MAINTENANCE_WINDOWS_MAX: usize = 1_000;
+
 /// A page of rows and the number matching the filters.
 #[derive(Debug, Clone, Serialize)]
 pub struct Page<T> {
@@ -117,7 +123,8 @@ pub struct StoreOptions {
     pub batch: usize,
     pub flush_every: Duration,
     pub memory_rows: usize,
-    /// Days kept in Postgres: metric rollups, resolved alerts, patterns (`0`: forever).
+    /// Days kept in Postgres: metric rollups; resolved alerts, expired or deleted silences
+    /// and deleted maintenance windows; patterns (`0`: forever).
     pub retention: (u32, u32, u32),
     /// Where unwritten records go at shutdown when Postgres is unreachable (`None`: lost).
     pub spill_file: Option<std::path::PathBuf>,
@@ -380,6 +387,29 @@ impl Store {
         self.read(
             |pg| async move { pg.open_alerts().await },
             |m| m.open_alerts(),
+        )
+        .await
+    }
+
+    /// Silences not deleted and not over, plus, with `include_expired_since`, those that
+    /// ended at or after it; newest created first, at most [`SILENCES_MAX`].
+    pub async fn silences(
+        &self,
+        include_expired_since: Option<DateTime<Utc>>,
+    ) -> Read<Vec<SilenceRow>> {
+        self.read(
+            move |pg| async move { pg.silences(include_expired_since).await },
+            |m| m.silences(include_expired_since),
+        )
+        .await
+    }
+
+    /// Maintenance windows not deleted, oldest created first, at most
+    /// [`MAINTENANCE_WINDOWS_MAX`].
+    pub async fn maintenance_windows(&self) -> Read<Vec<MaintenanceRow>> {
+        self.read(
+            |pg| async move { pg.maintenance_windows().await },
+            |m| m.maintenance_windows(),
         )
         .await
     }

@@ -8,8 +8,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::schema::{
-    admin_audit_logs, diagnostic_reports, learning_patterns, notification_log, performance_metrics,
-    predictions, repair_history, security_incidents, system_alerts, system_health_metrics,
+    admin_audit_logs, alert_silences, diagnostic_reports, learning_patterns, maintenance_windows,
+    notification_log, performance_metrics, predictions, repair_history, security_incidents,
+    system_alerts, system_health_metrics,
 };
 
 /// Cut `s` to at most `max` characters (varchar limits), on a character boundary.
@@ -246,6 +247,52 @@ pub struct AuditRow {
     pub created_at: DateTime<Utc>,
 }
 
+/// `alert_silences`: mutes matching alerts from `starts_at` to `ends_at`. Deleting sets
+/// `deleted_at`; the row stays until retention removes it.
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, Queryable, Selectable, Insertable, AsChangeset,
+)]
+#[diesel(table_name = alert_silences, check_for_backend(diesel::pg::Pg), treat_none_as_null = true)]
+pub struct SilenceRow {
+    pub id: Uuid,
+    /// `[{"field": .., "value": ..}]`.
+    pub matchers: Value,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub created_by: String,
+    pub comment: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub deleted_by: Option<String>,
+}
+
+/// `maintenance_windows`: mutes matching alerts every week on `days` between two times of
+/// day. Deleting sets `deleted_at`.
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, Queryable, Selectable, Insertable, AsChangeset,
+)]
+#[diesel(table_name = maintenance_windows, check_for_backend(diesel::pg::Pg), treat_none_as_null = true)]
+pub struct MaintenanceRow {
+    pub id: Uuid,
+    pub name: String,
+    /// `[{"field": .., "value": ..}]`; empty matches every alert.
+    pub matchers: Value,
+    /// ISO weekdays, 1 = Monday .. 7 = Sunday.
+    pub days: Value,
+    /// Minutes after midnight, 0..1439.
+    pub start_minute: i32,
+    /// Minutes after midnight, 0..1440; below `start_minute` the window runs over midnight.
+    pub end_minute: i32,
+    pub utc_offset_minutes: i32,
+    pub created_by: String,
+    pub comment: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub deleted_by: Option<String>,
+}
+
 /// A write to the store. Every write is idempotent (keyed by id, or by its unique key), so a
 /// replay after an outage writes each record once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -274,6 +321,10 @@ pub enum Record {
     HealthMetric(HealthMetricRow),
     /// Insert once.
     Audit(AuditRow),
+    /// Insert or replace by id (a deletion is a write with `deleted_at` set).
+    Silence(SilenceRow),
+    /// Insert or replace by id (a deletion is a write with `deleted_at` set).
+    Maintenance(MaintenanceRow),
 }
 
 fn micros(t: &mut DateTime<Utc>) {
@@ -318,6 +369,18 @@ impl Record {
                 micros(&mut r.created_at);
             }
             Record::Audit(r) => micros(&mut r.created_at),
+            Record::Silence(r) => {
+                micros(&mut r.starts_at);
+                micros(&mut r.ends_at);
+                micros(&mut r.created_at);
+                micros(&mut r.updated_at);
+                micros_opt(&mut r.deleted_at);
+            }
+            Record::Maintenance(r) => {
+                micros(&mut r.created_at);
+                micros(&mut r.updated_at);
+                micros_opt(&mut r.deleted_at);
+            }
         }
     }
 
@@ -334,6 +397,8 @@ impl Record {
             Record::Performance(_) => "performance_metrics",
             Record::HealthMetric(_) => "system_health_metrics",
             Record::Audit(_) => "admin_audit_logs",
+            Record::Silence(_) => "alert_silences",
+            Record::Maintenance(_) => "maintenance_windows",
         }
     }
 
@@ -395,6 +460,15 @@ impl Record {
                 clip_opt(&mut r.resource, 100);
                 clip_opt(&mut r.resource_id, 255);
                 clip_opt(&mut r.ip_address, 64);
+            }
+            Record::Silence(r) => {
+                clip(&mut r.created_by, 255);
+                clip_opt(&mut r.deleted_by, 255);
+            }
+            Record::Maintenance(r) => {
+                clip(&mut r.name, 100);
+                clip(&mut r.created_by, 255);
+                clip_opt(&mut r.deleted_by, 255);
             }
         }
     }

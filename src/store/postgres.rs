@@ -19,7 +19,9 @@ use uuid::Uuid;
 
 use super::model::*;
 use super::schema::*;
-use super::{AlertQuery, MetricHistoryQuery, Page, StoreError};
+use super::{
+    AlertQuery, MetricHistoryQuery, Page, StoreError, MAINTENANCE_WINDOWS_MAX, SILENCES_MAX,
+};
 
 /// The migrations in `migrations/`, compiled in.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -296,7 +298,8 @@ impl PgStore {
     }
 
     /// Delete history older than the retention periods (days; `0` keeps forever): metric
-    /// rollups, resolved alerts with their notifications, stale patterns. Each table is pruned
+    /// rollups; resolved alerts with their notifications, expired or deleted silences and
+    /// deleted maintenance windows (all on the alerts period); stale patterns. Each table is pruned
     /// on its own, in chunks of [`PRUNE_CHUNK`] rows found through an index, each chunk in a
     /// transaction with a server-side statement timeout, so a large backlog is worked off over
     /// several runs without holding a connection for long. Returns the rows deleted.
@@ -325,6 +328,8 @@ impl PgStore {
         for (table, days, statements) in [
             ("system_health_metrics", metrics_days, PRUNE_METRICS),
             ("system_alerts", alerts_days, PRUNE_ALERTS),
+            ("alert_silences", alerts_days, PRUNE_SILENCES),
+            ("maintenance_windows", alerts_days, PRUNE_MAINTENANCE),
             ("learning_patterns", patterns_days, PRUNE_PATTERNS),
         ] {
             if days == 0 {
@@ -565,6 +570,52 @@ impl PgStore {
         .await
     }
 
+    /// Silences not deleted and not over (ended at or after `include_expired_since`, when
+    /// given), newest created first.
+    pub async fn silences(
+        &self,
+        include_expired_since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Vec<SilenceRow>, StoreError> {
+        let now = chrono::Utc::now();
+        self.with_conn(async move |conn| {
+            let mut query = alert_silences::table
+                .filter(alert_silences::deleted_at.is_null())
+                .into_boxed();
+            query = match include_expired_since {
+                Some(since) => query.filter(
+                    alert_silences::ends_at
+                        .gt(now)
+                        .or(alert_silences::ends_at.ge(since)),
+                ),
+                None => query.filter(alert_silences::ends_at.gt(now)),
+            };
+            query
+                .order((alert_silences::created_at.desc(), alert_silences::id))
+                .limit(SILENCES_MAX as i64)
+                .select(SilenceRow::as_select())
+                .load(conn)
+                .await
+        })
+        .await
+    }
+
+    /// Maintenance windows not deleted, oldest created first.
+    pub async fn maintenance_windows(&self) -> Result<Vec<MaintenanceRow>, StoreError> {
+        self.with_conn(async |conn| {
+            maintenance_windows::table
+                .filter(maintenance_windows::deleted_at.is_null())
+                .order((
+                    maintenance_windows::created_at.asc(),
+                    maintenance_windows::id,
+                ))
+                .limit(MAINTENANCE_WINDOWS_MAX as i64)
+                .select(MaintenanceRow::as_select())
+                .load(conn)
+                .await
+        })
+        .await
+    }
+
     pub async fn metric_history(
         &self,
         q: &MetricHistoryQuery,
@@ -624,6 +675,11 @@ const PRUNE_ALERTS: &[&str] = &[
      (SELECT id FROM system_alerts WHERE state = 'resolved' AND last_seen < $1 \
       ORDER BY last_seen, id LIMIT $2)",
 ];
+// Silences ended, or deleted, before the cutoff.
+const PRUNE_SILENCES: &[&str] = &["DELETE FROM alert_silences WHERE id IN \
+     (SELECT id FROM alert_silences WHERE ends_at < $1 OR deleted_at < $1 LIMIT $2)"];
+const PRUNE_MAINTENANCE: &[&str] = &["DELETE FROM maintenance_windows WHERE id IN \
+     (SELECT id FROM maintenance_windows WHERE deleted_at < $1 LIMIT $2)"];
 const PRUNE_PATTERNS: &[&str] = &["DELETE FROM learning_patterns WHERE id IN \
      (SELECT id FROM learning_patterns WHERE updated_at < $1 LIMIT $2)"];
 /// Chunks per table and run (the rest waits for the next run, an hour later).
@@ -689,6 +745,8 @@ async fn write_all(conn: &mut AsyncPgConnection, batch: &[&Record]) -> Result<()
             .await?;
     }
     upsert_by_id!(Prediction, predictions);
+    upsert_by_id!(Silence, alert_silences);
+    upsert_by_id!(Maintenance, maintenance_windows);
     insert_once!(SecurityIncident, security_incidents);
     insert_once!(Performance, performance_metrics);
     insert_once!(HealthMetric, system_health_metrics);

@@ -20,6 +20,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    alert_silences (id) {
+        id -> Uuid,
+        matchers -> Jsonb,
+        starts_at -> Timestamptz,
+        ends_at -> Timestamptz,
+        #[max_length = 255]
+        created_by -> Varchar,
+        comment -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+        #[max_length = 255]
+        deleted_by -> Nullable<Varchar>,
+    }
+}
+
+diesel::table! {
     diagnostic_reports (id) {
         id -> Uuid,
         alert_id -> Nullable<Uuid>,
@@ -56,6 +73,27 @@ diesel::table! {
         last_applied_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    maintenance_windows (id) {
+        id -> Uuid,
+        #[max_length = 100]
+        name -> Varchar,
+        matchers -> Jsonb,
+        days -> Jsonb,
+        start_minute -> Int4,
+        end_minute -> Int4,
+        utc_offset_minutes -> Int4,
+        #[max_length = 255]
+        created_by -> Varchar,
+        comment -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+        #[max_length = 255]
+        deleted_by -> Nullable<Varchar>,
     }
 }
 
@@ -231,8 +269,10 @@ diesel::table! {
 
 diesel::allow_tables_to_appear_in_same_query!(
     admin_audit_logs,
+    alert_silences,
     diagnostic_reports,
     learning_patterns,
+    maintenance_windows,
     notification_log,
     performance_metrics,
     predictions,

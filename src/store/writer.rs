@@ -107,7 +107,8 @@ struct Queued {
 /// The write-behind actor.
 pub struct StoreWriter {
     pg: Arc<PgStore>,
-    /// Days of history kept: metric rollups, resolved alerts, patterns (`0`: forever).
+    /// Days of history kept: metric rollups, alert history (see [`PgStore::prune`]),
+    /// patterns (`0`: forever).
     retention: (u32, u32, u32),
     queue: VecDeque<Queued>,
     /// Records Postgres refused while accepting other writes, each with when to retry it.

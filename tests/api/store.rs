@@ -16,16 +16,19 @@ use selfheal::actors::metrics_store::{Gauge, PersistRollups, RecordGauges};
 use selfheal::domain::metric::{SeriesKey, Unit};
 use selfheal::store::postgres::{revert_migrations, run_migrations};
 use selfheal::store::{
-    AlertQuery, AlertRow, AuditRow, DiagnosticRow, HealthMetricRow, MetricHistoryQuery,
-    NotificationRow, PatternRow, PerformanceRow, PredictionRow, Read, Record, RepairRow,
-    SecurityIncidentRow, Store, StoreOptions,
+    AlertQuery, AlertRow, AuditRow, DiagnosticRow, HealthMetricRow, MaintenanceRow,
+    MetricHistoryQuery, NotificationRow, PatternRow, PerformanceRow, PredictionRow, Read, Record,
+    RepairRow, SecurityIncidentRow, SilenceRow, Store, StoreOptions, WriterState,
 };
 
-use crate::helpers::{spawn_app, Reply};
-use crate::infra::TestDb;
+use crate::helpers::{eventually, spawn_app, Reply};
+use crate::infra::{TcpProxy, TestDb};
 
-/// The ten tables of the migration.
-const TABLES: [&str; 10] = [
+/// The migrations, in order.
+const MIGRATIONS: usize = 2;
+
+/// The twelve tables of the migrations.
+const TABLES: [&str; 12] = [
     "system_alerts",
     "notification_log",
     "diagnostic_reports",
@@ -36,6 +39,8 @@ const TABLES: [&str; 10] = [
     "performance_metrics",
     "system_health_metrics",
     "admin_audit_logs",
+    "alert_silences",
+    "maintenance_windows",
 ];
 
 /// How long a flush may take before the test fails.
@@ -63,7 +68,7 @@ fn minutes(t: DateTime<Utc>, m: i64) -> DateTime<Utc> {
     t + chrono::Duration::minutes(m)
 }
 
-/// How many of the ten tables exist in `db`'s public schema.
+/// How many of the twelve tables exist in `db`'s public schema.
 fn table_count(db: &TestDb) -> i64 {
     let names = TABLES
         .iter()
@@ -288,6 +293,61 @@ fn audit(at: DateTime<Utc>, action: &str) -> AuditRow {
     }
 }
 
+fn silence(at: DateTime<Utc>, ends_at: DateTime<Utc>) -> SilenceRow {
+    SilenceRow {
+        id: Uuid::new_v4(),
+        matchers: json!([
+            { "field": "component", "value": "database" },
+            { "field": "severity", "value": "warning" },
+        ]),
+        starts_at: at,
+        ends_at,
+        created_by: "ops".to_owned(),
+        comment: Some("failover drill".to_owned()),
+        created_at: at,
+        updated_at: at,
+        deleted_at: None,
+        deleted_by: None,
+    }
+}
+
+fn window(at: DateTime<Utc>, name: &str) -> MaintenanceRow {
+    MaintenanceRow {
+        id: Uuid::new_v4(),
+        name: name.to_owned(),
+        matchers: json!([{ "field": "component", "value": "batch" }]),
+        days: json!([1, 3, 5]),
+        start_minute: 120,
+        end_minute: 180,
+        utc_offset_minutes: 0,
+        created_by: "ops".to_owned(),
+        comment: None,
+        created_at: at,
+        updated_at: at,
+        deleted_at: None,
+        deleted_by: None,
+    }
+}
+
+/// `row` deleted at `at` (the DELETE route's write).
+fn deleted_silence(row: &SilenceRow, at: DateTime<Utc>) -> SilenceRow {
+    SilenceRow {
+        deleted_at: Some(at),
+        deleted_by: Some("admin".to_owned()),
+        updated_at: at,
+        ..row.clone()
+    }
+}
+
+fn deleted_window(row: &MaintenanceRow, at: DateTime<Utc>) -> MaintenanceRow {
+    MaintenanceRow {
+        deleted_at: Some(at),
+        deleted_by: Some("admin".to_owned()),
+        updated_at: at,
+        ..row.clone()
+    }
+}
+
 fn ids<T>(rows: &[T], id: impl Fn(&T) -> Uuid) -> Vec<Uuid> {
     rows.iter().map(id).collect()
 }
@@ -297,7 +357,7 @@ fn ids<T>(rows: &[T], id: impl Fn(&T) -> Uuid) -> Vec<Uuid> {
 // ---------------------------------------------------------------------------------------
 
 /// Rows each table must hold after [`store_suite`] (checked in SQL for Postgres).
-const SUITE_ROWS: [(&str, i64); 10] = [
+const SUITE_ROWS: [(&str, i64); 12] = [
     // 6 filtered + 1 upserted in one batch + 1 upserted across batches + 1 clipped
     ("system_alerts", 9),
     // 3 for one alert + 1 for another (one of them written twice)
@@ -312,6 +372,10 @@ const SUITE_ROWS: [(&str, i64); 10] = [
     // 5 + 5 other name + 2 tags + 1 other instance of one key
     ("system_health_metrics", 13),
     ("admin_audit_logs", 3),
+    // 2 in force + 1 expired + 1 deleted
+    ("alert_silences", 4),
+    // 2 + 1 clipped, one of them deleted
+    ("maintenance_windows", 3),
 ];
 
 /// The same writes and reads, with the same answers, on any backend (`memory` or `postgres`).
@@ -325,6 +389,8 @@ async fn store_suite(store: &Store, backend: &str) {
     patterns_upsert_by_hash(store, backend, t0).await;
     metric_history(store, backend, t0).await;
     audit_newest_first(store, backend, t0).await;
+    silences_upsert_by_id_and_hide_when_deleted_or_over(store, backend, t0).await;
+    maintenance_windows_upsert_by_id_and_hide_when_deleted(store, backend, t0).await;
 }
 
 /// Alert listings: filters, paging with `total`, newest first; open alerts.
@@ -923,6 +989,121 @@ async fn audit_newest_first(store: &Store, backend: &str, t0: DateTime<Utc>) {
     );
 }
 
+/// Silences: read back as written, newest created first; an edit replaces the row; a
+/// deleted one is hidden; an expired one only when `include_expired_since` covers its end.
+async fn silences_upsert_by_id_and_hide_when_deleted_or_over(
+    store: &Store,
+    backend: &str,
+    t0: DateTime<Utc>,
+) {
+    // t0 is an hour ago: ending at t0 + 180 min is two hours ahead, at t0 + 10 min is past.
+    let first = silence(minutes(t0, 70), minutes(t0, 180));
+    let second = silence(minutes(t0, 71), minutes(t0, 120));
+    let expired = SilenceRow {
+        starts_at: t0,
+        ..silence(minutes(t0, 72), minutes(t0, 10))
+    };
+    let doomed = silence(minutes(t0, 73), minutes(t0, 180));
+    for row in [&first, &second, &expired, &doomed] {
+        store.write(Record::Silence(row.clone()));
+    }
+    flushed(store).await;
+    assert_eq!(
+        answer(store.silences(None).await, backend),
+        vec![doomed.clone(), second.clone(), first.clone()],
+        "{backend}: silences in force, newest created first"
+    );
+    assert_eq!(
+        answer(store.silences(Some(minutes(t0, 10))).await, backend),
+        vec![
+            doomed.clone(),
+            expired.clone(),
+            second.clone(),
+            first.clone()
+        ],
+        "{backend}: a silence that ended at include_expired_since is included"
+    );
+    assert_eq!(
+        answer(store.silences(Some(minutes(t0, 11))).await, backend),
+        vec![doomed.clone(), second.clone(), first.clone()],
+        "{backend}: one that ended before it is not"
+    );
+
+    // An edit (longer, another comment, a matcher less) and a deletion, each an upsert.
+    let edited = SilenceRow {
+        ends_at: minutes(t0, 240),
+        comment: None,
+        matchers: json!([{ "field": "component", "value": "database" }]),
+        updated_at: minutes(t0, 74),
+        ..first.clone()
+    };
+    store.write(Record::Silence(edited.clone()));
+    store.write(Record::Silence(deleted_silence(&doomed, minutes(t0, 75))));
+    flushed(store).await;
+    assert_eq!(
+        answer(store.silences(None).await, backend),
+        vec![second.clone(), edited.clone()],
+        "{backend}: the edit replaces the row, the deleted one is hidden"
+    );
+    assert_eq!(
+        answer(store.silences(Some(t0)).await, backend),
+        vec![expired, second, edited],
+        "{backend}: a deleted silence stays hidden whatever the time"
+    );
+}
+
+/// Maintenance windows: read back as written, oldest created first; an edit replaces the row;
+/// a deleted one is hidden; a long name is clipped.
+async fn maintenance_windows_upsert_by_id_and_hide_when_deleted(
+    store: &Store,
+    backend: &str,
+    t0: DateTime<Utc>,
+) {
+    let nightly = window(minutes(t0, 80), "nightly batch");
+    // Saturday and Sunday, 23:00 to 02:00 at UTC+1, every alert.
+    let weekend = MaintenanceRow {
+        matchers: json!([]),
+        days: json!([6, 7]),
+        start_minute: 23 * 60,
+        end_minute: 2 * 60,
+        utc_offset_minutes: 60,
+        comment: Some("over midnight".to_owned()),
+        ..window(minutes(t0, 81), "weekend")
+    };
+    let long = window(minutes(t0, 82), &"n".repeat(150)); // varchar(100)
+    for row in [&weekend, &long, &nightly] {
+        store.write(Record::Maintenance(row.clone()));
+    }
+    flushed(store).await;
+    let clipped = MaintenanceRow {
+        name: "n".repeat(100),
+        ..long
+    };
+    assert_eq!(
+        answer(store.maintenance_windows().await, backend),
+        vec![nightly.clone(), weekend.clone(), clipped.clone()],
+        "{backend}: windows oldest first, the long name clipped"
+    );
+
+    let edited = MaintenanceRow {
+        days: json!([1, 2, 3, 4, 5]),
+        end_minute: 1440,
+        updated_at: minutes(t0, 83),
+        ..weekend
+    };
+    store.write(Record::Maintenance(edited.clone()));
+    store.write(Record::Maintenance(deleted_window(
+        &nightly,
+        minutes(t0, 84),
+    )));
+    flushed(store).await;
+    assert_eq!(
+        answer(store.maintenance_windows().await, backend),
+        vec![edited, clipped],
+        "{backend}: the edit replaces the row, the deleted one is hidden"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------
@@ -936,8 +1117,15 @@ async fn migrations_go_up_down_and_up_again() {
         "a fresh database has none of the tables"
     );
 
-    assert_eq!(run_migrations(&db.url).await.expect("migrations run"), 1);
-    assert_eq!(table_count(&db), 10, "the migration creates the ten tables");
+    assert_eq!(
+        run_migrations(&db.url).await.expect("migrations run"),
+        MIGRATIONS
+    );
+    assert_eq!(
+        table_count(&db),
+        12,
+        "the migrations create the twelve tables"
+    );
     assert_eq!(
         db.scalar(
             "SELECT count(*) FROM pg_constraint WHERE conname = 'system_health_metrics_bucket_key'"
@@ -955,7 +1143,7 @@ async fn migrations_go_up_down_and_up_again() {
         0,
         "a second start applies nothing"
     );
-    assert_eq!(table_count(&db), 10);
+    assert_eq!(table_count(&db), 12);
     assert_eq!(
         db.scalar("SELECT count(*) FROM admin_audit_logs WHERE action = 'before.second.run'"),
         1,
@@ -964,12 +1152,23 @@ async fn migrations_go_up_down_and_up_again() {
 
     assert_eq!(
         revert_migrations(&db.url).await.expect("migrations revert"),
-        1
+        MIGRATIONS
     );
     assert_eq!(table_count(&db), 0, "down removes every table");
 
-    assert_eq!(run_migrations(&db.url).await.expect("migrations run"), 1);
-    assert_eq!(table_count(&db), 10, "up again recreates them");
+    assert_eq!(
+        run_migrations(&db.url).await.expect("migrations run"),
+        MIGRATIONS
+    );
+    assert_eq!(table_count(&db), 12, "up again recreates them");
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM pg_indexes \
+             WHERE indexname = 'alert_silences_ends_idx' AND indexdef LIKE '%WHERE (deleted_at IS NULL)%'"
+        ),
+        1,
+        "silences in force are found through a partial index on ends_at"
+    );
 }
 
 #[actix_web::test]
@@ -1072,6 +1271,115 @@ async fn history_written_by_one_store_is_read_by_the_next() {
     assert!(answer(store.open_alerts().await, "postgres").is_empty());
     assert_eq!(db.scalar("SELECT count(*) FROM system_alerts"), 1);
     assert_eq!(db.scalar("SELECT count(*) FROM system_health_metrics"), 1);
+}
+
+#[actix_web::test]
+async fn silences_and_windows_written_by_one_store_are_read_by_the_next() {
+    let db = TestDb::create();
+    let t0 = base_time();
+    let active = silence(t0, minutes(t0, 180));
+    let gone = deleted_silence(&silence(minutes(t0, 1), minutes(t0, 180)), minutes(t0, 2));
+    let weekly = window(t0, "weekly");
+    let dropped = deleted_window(&window(minutes(t0, 1), "dropped"), minutes(t0, 2));
+    {
+        let store = Store::postgres(&db.url, &options()).expect("the store is built");
+        for r in [
+            Record::Silence(active.clone()),
+            Record::Silence(gone.clone()),
+            Record::Maintenance(weekly.clone()),
+            Record::Maintenance(dropped.clone()),
+        ] {
+            store.write(r);
+        }
+        flushed(&store).await;
+    }
+
+    // A new store: its memory mirror is empty, so anything it reads came from Postgres.
+    let store = Store::postgres(&db.url, &options()).expect("the store is built");
+    assert_eq!(
+        answer(store.silences(None).await, "postgres"),
+        vec![active.clone()]
+    );
+    assert_eq!(
+        answer(store.maintenance_windows().await, "postgres"),
+        vec![weekly.clone()]
+    );
+
+    // It deletes what the first one wrote; a third store sees the deletions.
+    store.write(Record::Silence(deleted_silence(&active, minutes(t0, 3))));
+    store.write(Record::Maintenance(deleted_window(&weekly, minutes(t0, 3))));
+    flushed(&store).await;
+    drop(store);
+    let store = Store::postgres(&db.url, &options()).expect("the store is built");
+    assert!(answer(store.silences(None).await, "postgres").is_empty());
+    assert!(answer(store.maintenance_windows().await, "postgres").is_empty());
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM alert_silences WHERE deleted_by = 'admin'"),
+        2,
+        "deleted rows stay, marked"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM maintenance_windows WHERE deleted_by = 'admin'"),
+        2
+    );
+}
+
+#[actix_web::test]
+async fn silences_and_windows_journaled_during_an_outage_are_written_by_the_next_start() {
+    let db = TestDb::create();
+    let proxy = TcpProxy::start(&db.url);
+    let journal = std::env::temp_dir().join(format!(
+        "selfheal-silences-{}.jsonl",
+        Uuid::new_v4().simple()
+    ));
+    let o = StoreOptions {
+        timeout: Duration::from_millis(500),
+        spill_file: Some(journal.clone()),
+        ..options()
+    };
+    let t0 = base_time();
+    let kept = silence(t0, minutes(t0, 180));
+    let weekly = window(t0, "weekly");
+    let removed = silence(minutes(t0, 1), minutes(t0, 180));
+    {
+        let store = Store::postgres(&db.url_via(&proxy), &o).expect("the store is built");
+        store.write(Record::Silence(removed.clone()));
+        flushed(&store).await;
+
+        proxy.down();
+        for r in [
+            Record::Silence(kept.clone()),
+            Record::Maintenance(weekly.clone()),
+            Record::Silence(deleted_silence(&removed, minutes(t0, 2))),
+        ] {
+            store.write(r);
+        }
+        let state = eventually(
+            || async { store.status().writer.map(|w| w.state) },
+            |s| *s == Some(WriterState::Down),
+        )
+        .await;
+        assert_eq!(state, Some(WriterState::Down), "{:?}", store.status());
+        assert_eq!(store.spill().await, Ok(3), "the three writes are journaled");
+    }
+    let lines = std::fs::read_to_string(&journal).expect("the journal was written");
+    assert_eq!(lines.lines().count(), 3, "{lines}");
+
+    // The next start reads the journal and writes it (Postgres is reachable directly).
+    let store = Store::postgres(&db.url, &o).expect("the store is built");
+    flushed(&store).await;
+    assert_eq!(
+        answer(store.silences(None).await, "postgres"),
+        vec![kept],
+        "the journaled deletion was applied too"
+    );
+    assert_eq!(
+        answer(store.maintenance_windows().await, "postgres"),
+        vec![weekly]
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM alert_silences"), 2);
+    let left = eventually(|| async { journal.exists() }, |e| !*e).await;
+    assert!(!left, "the journal is removed once written");
 }
 
 fn entries(reply: &Reply) -> Vec<Value> {
@@ -1265,10 +1573,50 @@ async fn history_past_its_retention_is_pruned_and_the_rest_kept() {
     ] {
         store.write(r);
     }
+    // Silences: one long expired, one deleted long ago (pruned); one deleted lately, one in
+    // force since long ago (kept). Windows: one deleted long ago (pruned); one deleted
+    // lately, one in force since long ago (kept).
+    let later = now + chrono::Duration::days(1);
+    let (old_expired, old_deleted) = (silence(old, old), silence(old, later));
+    let (old_deleted_window, old_window) = (window(old, "a"), window(old, "b"));
+    for r in [
+        Record::Silence(old_expired.clone()),
+        Record::Silence(deleted_silence(&old_deleted, old)),
+        Record::Silence(deleted_silence(&silence(old, later), now)),
+        Record::Silence(silence(old, later)),
+        Record::Maintenance(deleted_window(&old_deleted_window, old)),
+        Record::Maintenance(deleted_window(&window(old, "c"), now)),
+        Record::Maintenance(old_window.clone()),
+    ] {
+        store.write(r);
+    }
     assert!(store.flush(Duration::from_secs(10)).await);
     let deleted = store.pg().unwrap().prune(30, 90, 365).await.unwrap();
-    // One rollup, one resolved alert (and its notification), one pattern.
-    assert_eq!(deleted, 3);
+    // One rollup, one resolved alert (and its notification), two silences, one window, one
+    // pattern.
+    assert_eq!(deleted, 6);
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM alert_silences WHERE id IN ('{}', '{}')",
+            old_expired.id, old_deleted.id
+        )),
+        0,
+        "silences expired or deleted before the alerts retention are pruned"
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM alert_silences"), 2);
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM maintenance_windows WHERE id = '{}'",
+            old_deleted_window.id
+        )),
+        0,
+        "windows deleted before the alerts retention are pruned"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM maintenance_windows"),
+        2,
+        "windows in force stay, however old"
+    );
     assert_eq!(db.scalar("SELECT count(*) FROM system_health_metrics"), 1);
     assert_eq!(
         db.scalar(&format!(
