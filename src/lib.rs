@@ -34,6 +34,7 @@
 //! - [`agents`]: the agents (`MonitorAgent`) and the registration list.
 //! - [`middleware`]: the request tracer and the admin token check.
 //! - [`http`]: the route table, handlers, and the one error type.
+//! - [`notify`]: the notification channels (Slack, PagerDuty, email), one retrying worker each.
 //! - [`system`]: `SelfHeal`, the running system and its handles.
 //! - [`startup`]: `Application`, the standalone server (used by the binary and the tests).
 
@@ -44,6 +45,7 @@ pub mod db;
 pub mod domain;
 pub mod http;
 pub mod middleware;
+pub mod notify;
 pub mod redis;
 pub mod startup;
 pub mod store;

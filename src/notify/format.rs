@@ -1,0 +1,210 @@
+//! What every channel shows, and the small text helpers they share: the facts of an alert,
+//! numbers as people write them, the resolution sentence, link checks, secret redaction.
+
+use serde_json::Value;
+
+use crate::domain::alert::Severity;
+use crate::store::AlertRow;
+
+/// A number as people write it: `900`, `0`, `0.25` (at most three decimals).
+pub(crate) fn format_number(v: f64) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    match s {
+        "-0" | "" => "0".to_owned(),
+        s => s.to_owned(),
+    }
+}
+
+/// A label or metadata attribute as text (labels first).
+fn attribute(alert: &AlertRow, key: &str) -> Option<String> {
+    [&alert.labels, &alert.metadata]
+        .into_iter()
+        .filter_map(|v| v.get(key))
+        .find_map(|v| match v {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+}
+
+/// The severity in upper case (`HIGH`), or the stored text when it is not a known one.
+pub(crate) fn severity_label(alert: &AlertRow) -> String {
+    alert.severity.to_uppercase()
+}
+
+/// The parsed severity (`None` for an unknown one).
+pub(crate) fn severity(alert: &AlertRow) -> Option<Severity> {
+    Severity::parse(&alert.severity)
+}
+
+/// The facts every channel shows: Severity, Component, Value, Threshold, Route and Trace when
+/// known, Occurrences. "N/A" only when a value is absent (0 shows as 0).
+pub(crate) fn facts(alert: &AlertRow) -> Vec<(&'static str, String)> {
+    let num = |v: Option<f64>| v.map_or_else(|| "N/A".to_owned(), format_number);
+    let mut out = vec![
+        ("Severity", severity_label(alert)),
+        ("Component", alert.component.clone()),
+        ("Value", num(alert.actual_value)),
+        ("Threshold", num(alert.threshold_value)),
+    ];
+    if let Some(route) = attribute(alert, "route") {
+        out.push(("Route", route));
+    }
+    if let Some(trace) = attribute(alert, "trace_id") {
+        out.push(("Trace", trace));
+    }
+    out.push(("Occurrences", alert.occurrences.to_string()));
+    out
+}
+
+/// Who or what resolved the alert, as a sentence fragment.
+pub(crate) fn resolution_text(alert: &AlertRow) -> String {
+    let mut s = if alert.auto_resolved {
+        "condition cleared (auto-resolved)".to_owned()
+    } else {
+        match alert.resolved_by.as_deref().filter(|b| !b.is_empty()) {
+            Some(by) => format!("resolved by {by}"),
+            None => "resolved".to_owned(),
+        }
+    };
+    if let Some(r) = alert.resolution.as_deref().filter(|r| !r.is_empty()) {
+        s.push_str(": ");
+        s.push_str(r);
+    }
+    s
+}
+
+/// Whether `link` can be rendered as a link (absolute http or https URL).
+pub(crate) fn is_web_link(link: &str) -> bool {
+    let lower = link.trim().to_ascii_lowercase();
+    (lower.starts_with("http://") || lower.starts_with("https://"))
+        && lower.len() > "https://".len()
+}
+
+/// `text` with every non-empty secret replaced, so error texts never carry a key or URL.
+pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(s, "<redacted>");
+    }
+    out
+}
+
+/// `s` cut to at most `max` characters, on a character boundary, with `…` when cut.
+pub(crate) fn clip_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use chrono::Utc;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::super::Notice;
+    use super::*;
+    use crate::domain::alert::NotifyAction;
+
+    /// A firing API_SLOW alert on `/orders` (value 900 against 500, seen 3 times).
+    pub fn alert() -> AlertRow {
+        let now = Utc::now();
+        AlertRow {
+            id: Uuid::new_v4(),
+            alert_type: "API_SLOW".into(),
+            component: "api".into(),
+            message: "GET /orders p95 is 900 ms".into(),
+            severity: "high".into(),
+            threshold_value: Some(500.0),
+            actual_value: Some(900.0),
+            fingerprint: "0123456789abcdef".into(),
+            labels: json!({ "route": "/orders" }),
+            metadata: json!({ "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736" }),
+            state: "firing".into(),
+            occurrences: 3,
+            acknowledged: false,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            ack_comment: None,
+            resolved: false,
+            resolved_by: None,
+            resolved_at: None,
+            resolution: None,
+            auto_resolved: false,
+            silenced: false,
+            first_seen: now,
+            last_seen: now,
+            last_notified_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    pub fn notice(action: NotifyAction) -> Notice {
+        Notice {
+            alert: alert(),
+            action,
+            link: "https://ops.example.com/alerts/1".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::alert;
+    use super::*;
+
+    #[test]
+    fn numbers_show_zero_and_drop_trailing_zeros() {
+        assert_eq!(format_number(0.0), "0");
+        assert_eq!(format_number(900.0), "900");
+        assert_eq!(format_number(0.1 + 0.2), "0.3");
+        assert_eq!(format_number(-0.0001), "0");
+        assert_eq!(format_number(12.5), "12.5");
+    }
+
+    #[test]
+    fn facts_say_na_only_when_absent() {
+        let mut a = alert();
+        a.actual_value = Some(0.0);
+        a.threshold_value = None;
+        let f = facts(&a);
+        assert!(f.contains(&("Value", "0".into())));
+        assert!(f.contains(&("Threshold", "N/A".into())));
+        assert!(f.contains(&("Route", "/orders".into())));
+        assert!(f.contains(&("Trace", "4bf92f3577b34da6a3ce929d0e0e4736".into())));
+        assert_eq!(f.last(), Some(&("Occurrences", "3".into())));
+    }
+
+    #[test]
+    fn resolutions_name_who_or_say_auto() {
+        let mut a = alert();
+        a.resolved_by = Some("alice".into());
+        a.resolution = Some("restarted the pool".into());
+        assert_eq!(resolution_text(&a), "resolved by alice: restarted the pool");
+        a.auto_resolved = true;
+        a.resolution = None;
+        assert_eq!(resolution_text(&a), "condition cleared (auto-resolved)");
+    }
+
+    #[test]
+    fn secrets_are_redacted_and_clipping_keeps_char_boundaries() {
+        assert_eq!(
+            redact(
+                "POST https://hooks/x/SECRET failed",
+                &["https://hooks/x/SECRET", ""]
+            ),
+            "POST <redacted> failed"
+        );
+        assert_eq!(clip_chars("ééé", 2), "é…");
+        assert_eq!(clip_chars("abc", 3), "abc");
+    }
+}
