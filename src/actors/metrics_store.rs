@@ -2,15 +2,17 @@
 //!
 //! Messages in: [`IngestApi`] (batches from the request tracer's per-worker buffers),
 //! [`RecordGauges`] (Monitor samples), [`RecordHealth`]; queries [`QueryMetrics`],
-//! [`GetRouteStats`], [`GetHealth`], [`GetStoreStats`].
+//! [`GetRouteStats`], [`GetRecentRouteStats`], [`GetHealth`], [`GetStoreStats`].
 //!
 //! Each series keeps three rings of time slots (10 s × 8, 1 min × 7, 5 min × 14); a slot
 //! holds an HDR histogram (allocated on first use, reused afterwards) plus count, sum, min and
 //! max. A window is served from the ring whose slots fit it: 1 m from the 10 s ring, 5 m from
 //! the 1 min ring, 15 m and 1 h from the 5 min ring, so a window covers its length plus at
-//! most one slot. Memory is bounded by `METRICS_MAX_SERIES` × 29 slots; samples for a new
-//! series beyond the cap are counted in `rejected_samples`, never stored. Series idle for
-//! longer than the longest window are dropped on the hourly sweep, freeing their place.
+//! most one slot. [`GetRecentRouteStats`] merges the 10 s ring over a shorter span (the alert
+//! rules' `API_ALERT_WINDOW_MS`), so a route that recovered stops looking bad sooner. Memory
+//! is bounded by `METRICS_MAX_SERIES` × 29 slots; samples for a new series beyond the cap are
+//! counted in `rejected_samples`, never stored. Series idle for longer than the longest window
+//! are dropped on the hourly sweep, freeing their place.
 //!
 //! Restart policy: infrastructure actor, supervised by actix's `Supervisor`; nothing in it
 //! panics on input (histogram errors saturate), so a restart only happens if the arbiter dies.
@@ -102,6 +104,20 @@ pub struct MetricsView {
 #[rtype(result = "Vec<RouteStats>")]
 pub struct GetRouteStats(pub Window);
 
+/// Per-route request statistics over the last `secs` seconds, from the 10 s ring: the slot
+/// `now` falls in plus the `ceil(secs / 10)` slots before it (at most 7: `secs` is capped at
+/// 70). The span covers at least the last `secs` seconds and less than `ceil(secs / 10) * 10
+/// + 10`, so a sample stops counting at most that long after it was recorded. `secs = 60`
+/// answers exactly what `GetRouteStats(Window::M1)` does.
+///
+/// The answers' `window` field says `1m`: it names the ring the span comes from (the
+/// shortest standard window); the caller knows the span it asked for.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Vec<RouteStats>")]
+pub struct GetRecentRouteStats {
+    pub secs: u64,
+}
+
 /// Size of the store.
 #[derive(Message, Debug)]
 #[rtype(result = "StoreStats")]
@@ -145,11 +161,37 @@ fn scaled(unit: Unit, value: f64) -> u64 {
     (value * unit.scale()).round().max(0.0) as u64
 }
 
-fn ring_for(window: Window) -> usize {
-    match window {
-        Window::M1 => 0,
-        Window::M5 => 1,
-        Window::M15 | Window::H1 => 2,
+/// The slots a query merges: in ring `ring`, the slot `now` falls in and the `back` slots
+/// before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    ring: usize,
+    back: u64,
+}
+
+impl Span {
+    /// A standard window, from the ring whose slots fit it: the window's length plus at most
+    /// one slot.
+    fn of(window: Window) -> Span {
+        let ring = match window {
+            Window::M1 => 0,
+            Window::M5 => 1,
+            Window::M15 | Window::H1 => 2,
+        };
+        Span {
+            ring,
+            back: window.secs() / RINGS[ring].0,
+        }
+    }
+
+    /// At least the last `secs` seconds from the 10 s ring (see [`GetRecentRouteStats`]),
+    /// capped at what the ring holds.
+    fn recent(secs: u64) -> Span {
+        let (slot_len, n) = RINGS[0];
+        Span {
+            ring: 0,
+            back: secs.div_ceil(slot_len).min(n as u64 - 1),
+        }
     }
 }
 
@@ -285,13 +327,12 @@ impl Series {
         self.last_at = now;
     }
 
-    /// Merge the slots that fall inside `window`.
-    fn window(&self, window: Window, now: f64) -> Option<Merged> {
-        let r = ring_for(window);
+    /// Merge the slots that fall inside `span`; `None` when they hold no sample.
+    fn window(&self, span: Span, now: f64) -> Option<Merged> {
+        let r = span.ring;
         let (slot_len, _) = RINGS[r];
         let cur = now as u64 / slot_len;
-        let span = window.secs() / slot_len;
-        let oldest = cur.saturating_sub(span);
+        let oldest = cur.saturating_sub(span.back);
         let mut merged = Merged {
             hist: Self::new_hist(self.unit)?,
             count: 0,
@@ -418,7 +459,7 @@ impl SeriesTable {
             .filter(|(k, _)| name.is_none_or(|n| k.name == n))
             .filter(|(k, _)| route.is_none_or(|r| k.tag("route") == Some(r)))
             .filter_map(|(k, s)| {
-                let m = s.window(window, now)?;
+                let m = s.window(Span::of(window), now)?;
                 Some(SeriesStats {
                     name: k.name.clone(),
                     tags: k
@@ -446,6 +487,17 @@ impl SeriesTable {
 
     /// Per-route request statistics over `window`, merged across status classes, busiest first.
     pub fn routes(&self, window: Window, now: f64) -> Vec<RouteStats> {
+        self.routes_over(Span::of(window), window, now)
+    }
+
+    /// Per-route request statistics over the last `secs` seconds (see
+    /// [`GetRecentRouteStats`]); their `window` field says [`Window::M1`].
+    pub fn recent_routes(&self, secs: u64, now: f64) -> Vec<RouteStats> {
+        self.routes_over(Span::recent(secs), Window::M1, now)
+    }
+
+    /// Per-route statistics over `span`, labelled `window`.
+    fn routes_over(&self, span: Span, window: Window, now: f64) -> Vec<RouteStats> {
         struct Acc {
             merged: Merged,
             client_errors: u64,
@@ -459,7 +511,7 @@ impl SeriesTable {
             let (Some(method), Some(route)) = (k.tag("method"), k.tag("route")) else {
                 continue;
             };
-            let Some(m) = s.window(window, now) else {
+            let Some(m) = s.window(span, now) else {
                 continue;
             };
             let class = k.tag("status_class").unwrap_or("");
@@ -887,6 +939,14 @@ impl Handler<GetRouteStats> for MetricsStore {
     }
 }
 
+impl Handler<GetRecentRouteStats> for MetricsStore {
+    type Result = MessageResult<GetRecentRouteStats>;
+
+    fn handle(&mut self, q: GetRecentRouteStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.table.recent_routes(q.secs, now_secs()))
+    }
+}
+
 impl Handler<GetStoreStats> for MetricsStore {
     type Result = StoreStats;
 
@@ -973,5 +1033,81 @@ mod tests {
         assert_eq!((r.count, r.client_errors, r.errors), (100, 5, 5));
         assert!((r.error_rate - 5.0).abs() < 1e-9);
         assert_eq!(r.max_ms, 30.0);
+    }
+
+    fn api_key(route: &str, class: &str) -> SeriesKey {
+        SeriesKey::new(
+            API_RESPONSE_TIME,
+            vec![
+                ("method".into(), "GET".into()),
+                ("route".into(), route.into()),
+                ("status_class".into(), class.into()),
+            ],
+        )
+    }
+
+    #[test]
+    fn recent_route_stats_drop_a_sample_older_than_the_span_and_keep_one_inside() {
+        let mut t = SeriesTable::new(10);
+        // 5 s into a 10 s slot; 20 s back means this slot and the two before it (25 s).
+        let now = 1_000_005.0;
+        t.record(&api_key("/old", "2xx"), Unit::Ms, &[900.0], now - 26.0);
+        t.record(&api_key("/inside", "2xx"), Unit::Ms, &[15.0], now - 24.0);
+        let recent = t.recent_routes(20, now);
+        let routes: Vec<&str> = recent.iter().map(|r| r.route.as_str()).collect();
+        assert_eq!(routes, ["/inside"]);
+        assert_eq!(recent[0].count, 1);
+        assert_eq!(recent[0].max_ms, 15.0);
+        // The minute still sees both.
+        assert_eq!(t.routes(Window::M1, now).len(), 2);
+    }
+
+    #[test]
+    fn recent_route_stats_cover_the_last_secs_and_forget_within_a_slot_more() {
+        // Every span the alert rules may ask for, at every phase of the current slot: a sample
+        // exactly `secs` old counts, one `ceil(secs / 10) * 10 + 10` old does not.
+        for secs in (10..=60u64).step_by(5) {
+            let reach = secs.div_ceil(10) as f64 * 10.0 + 10.0;
+            for phase in 0..10 {
+                let now = 1_000_000.0 + f64::from(phase) + 0.5;
+                let mut t = SeriesTable::new(10);
+                t.record(
+                    &api_key("/edge", "5xx"),
+                    Unit::Ms,
+                    &[1.0],
+                    now - secs as f64,
+                );
+                t.record(&api_key("/gone", "5xx"), Unit::Ms, &[1.0], now - reach);
+                let recent = t.recent_routes(secs, now);
+                let routes: Vec<&str> = recent.iter().map(|r| r.route.as_str()).collect();
+                assert_eq!(routes, ["/edge"], "secs {secs}, now {now}");
+            }
+        }
+    }
+
+    #[test]
+    fn recent_route_stats_over_60_s_equal_the_one_minute_window() {
+        let mut t = SeriesTable::new(10);
+        let now = 1_000_007.0;
+        // One sample every 3 s over the last 90 s, on two routes and two status classes.
+        for i in 0..30u32 {
+            let at = now - f64::from(i) * 3.0;
+            let (route, class) = if i % 2 == 0 {
+                ("/a", "2xx")
+            } else {
+                ("/b", "5xx")
+            };
+            t.record(
+                &api_key(route, class),
+                Unit::Ms,
+                &[f64::from(i + 1) * 10.0],
+                at,
+            );
+        }
+        let json = |r: Vec<RouteStats>| serde_json::to_value(r).unwrap();
+        let m1 = json(t.routes(Window::M1, now));
+        assert_eq!(json(t.recent_routes(60, now)), m1);
+        // And a shorter span is really shorter.
+        assert_ne!(json(t.recent_routes(30, now)), m1);
     }
 }
