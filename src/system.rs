@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::actors::agent::AgentContext;
+use crate::actors::alert_manager::AlertManager;
 use crate::actors::event_bus::{EventBus, Publish};
 use crate::actors::metrics_store::{MetricsOptions, MetricsStore, PersistOptions, PersistRollups};
 use crate::actors::supervisor::{InjectAgentPanic, Registry, StopAll, SystemSupervisor};
@@ -23,6 +24,7 @@ use crate::config::Settings;
 use crate::db::{PgPool, PoolRegistry, QueryCollector, QueryLogger, QueryLoggerOptions};
 use crate::domain::event::{Event, Payload};
 use crate::middleware::request_tracer::{InFlightRegistry, RequestTracer};
+use crate::notify::Notifiers;
 use crate::redis::RedisHandle;
 use crate::store::{Store, StoreError};
 
@@ -49,6 +51,10 @@ pub struct SelfHeal {
     pub settings: Arc<Settings>,
     pub bus: Addr<EventBus>,
     pub metrics: Addr<MetricsStore>,
+    /// Alerts, silences and maintenance windows.
+    pub alerts: Addr<AlertManager>,
+    /// The notification channels' workers (for the shutdown drain).
+    notifiers: Notifiers,
     pub supervisor: Addr<SystemSupervisor>,
     pub in_flight: InFlightRegistry,
     /// History: Postgres behind a write-behind queue, or memory (standalone).
@@ -116,10 +122,17 @@ impl SelfHeal {
             let every = Duration::from_millis(settings.tracer.flush_interval_ms.max(1));
             Supervisor::start(move |_| QueryCollector::new(logger, metrics, every));
         }
+        let notifiers = Notifiers::start(&settings.notify, store.clone());
+        let alerts = {
+            let (settings, store, bus) = (settings.clone(), store.clone(), bus.clone());
+            let notifiers = notifiers.clone();
+            Supervisor::start(move |_| AlertManager::new(settings, store, bus, notifiers))
+        };
         let cx = AgentContext {
             settings: settings.clone(),
             bus: bus.clone(),
             metrics: metrics.clone(),
+            alerts: alerts.clone(),
             store: store.clone(),
             redis: redis.clone(),
             pools: pools.clone(),
@@ -152,6 +165,8 @@ impl SelfHeal {
             settings,
             bus,
             metrics,
+            alerts,
+            notifiers,
             supervisor,
             in_flight: InFlightRegistry::default(),
             store,
@@ -236,6 +251,17 @@ impl SelfHeal {
         )));
         if self.supervisor.send(StopAll).await.is_err() {
             log::warn!("the supervisor was gone before shutdown");
+        }
+        // Notifications on their way (their attempts are rows to write below).
+        let deadline = Instant::now() + Duration::from_millis(self.settings.notify.timeout_ms);
+        while self.notifiers.queued() > 0 && Instant::now() < deadline {
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.notifiers.queued() > 0 {
+            log::warn!(
+                "notifications: {} still queued at shutdown are not sent",
+                self.notifiers.queued()
+            );
         }
         // The running minute's rollups, then everything queued, into Postgres.
         let _ = self

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use actix::Addr;
 
+use crate::actors::alert_manager::AlertManager;
 use crate::actors::event_bus::{EventBus, Publish};
 use crate::actors::metrics_store::MetricsStore;
 use crate::config::Settings;
@@ -38,6 +39,8 @@ pub struct AgentContext {
     pub settings: Arc<Settings>,
     pub bus: Addr<EventBus>,
     pub metrics: Addr<MetricsStore>,
+    /// Alerts: rule readings, raised alerts, maintenance windows.
+    pub alerts: Addr<AlertManager>,
     /// History (Postgres with write-behind, or memory).
     pub store: Store,
     /// Redis, when `REDIS_URL` is set.

@@ -2,6 +2,7 @@
 //! supervises every agent, and the system supervisor that owns the agent registry.
 
 pub mod agent;
+pub mod alert_manager;
 pub mod event_bus;
 pub mod harness;
 pub mod metrics_store;

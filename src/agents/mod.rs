@@ -3,6 +3,7 @@
 //! Start order is the original's: Monitor, Security, Diagnostic, Repair, Learning, Predictive,
 //! Performance. Agents that later work adds are registered here, each with one line.
 
+pub mod external;
 pub mod monitor;
 
 use crate::actors::supervisor::Registry;

@@ -131,6 +131,11 @@ pub enum Payload {
         restarts: u32,
         window_ms: u64,
     },
+    /// An alert was raised, escalated, acknowledged or resolved (channel `alert`).
+    AlertChanged {
+        action: &'static str,
+        alert: Box<crate::store::AlertRow>,
+    },
     /// The system started or is stopping (channel `system-status`).
     SystemStatus {
         status: &'static str,
@@ -170,6 +175,7 @@ impl Payload {
         match self {
             Payload::SlowRequest { .. } | Payload::SlowQuery { .. } => Channel::Metric,
             Payload::HealthChanged { .. } => Channel::HealthCheck,
+            Payload::AlertChanged { .. } => Channel::Alert,
             Payload::AgentStarted { .. } => Channel::AgentStarted,
             Payload::AgentStopped { .. } => Channel::AgentStopped,
             Payload::AgentError { .. } => Channel::AgentError,

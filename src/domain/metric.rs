@@ -24,6 +24,8 @@ pub const DB_POOL_USAGE: &str = "db_pool_usage";
 pub const REDIS_RESPONSE_TIME: &str = "redis_response_time";
 /// Redis used memory, percent of `maxmemory`.
 pub const REDIS_MEMORY_USAGE: &str = "redis_memory_usage";
+/// Time of an external check (`EXTERNAL_CHECKS`), ms; tag `check`.
+pub const EXTERNAL_API_RESPONSE_TIME: &str = "external_api_response_time";
 
 /// Route label for requests that matched no route (never the raw path).
 pub const UNMATCHED_ROUTE: &str = "__unmatched__";

@@ -9,12 +9,14 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::actors::alert_manager::{GetAlertStats, GetRecentAlerts};
 use crate::actors::event_bus::{GetBusStats, GetHistory};
 use crate::actors::metrics_store::{
     GetHealth, GetQueryReport, GetRouteStats, GetStoreStats, QueryMetrics,
 };
 use crate::actors::supervisor::{AgentLookupError, ListAgents, RestartAgent};
 use crate::domain::agent::{AgentState, AgentStatus};
+use crate::domain::alert::Severity;
 use crate::domain::event::Channel;
 use crate::domain::health::{HealthReport, Overall};
 use crate::domain::metric::{Window, API_RESPONSE_TIME};
@@ -60,7 +62,7 @@ fn system_overall(sh: &SelfHeal, report: &HealthReport, agents: &[AgentStatus]) 
 }
 
 /// Record an admin action in the audit log (`admin_audit_logs`).
-fn audit(
+pub(crate) fn audit(
     sh: &SelfHeal,
     req: &HttpRequest,
     action: &str,
@@ -143,6 +145,7 @@ pub async fn health_detailed(sh: Sh) -> Result<HttpResponse, ApiError> {
     let routes = sh.metrics.send(GetRouteStats(Window::M5)).await?;
     let store = sh.metrics.send(GetStoreStats).await?;
     let bus = sh.bus.send(GetBusStats).await?;
+    let alerts = sh.alerts.send(GetAlertStats).await?;
     let (traces, _) = sh.in_flight.snapshot(0);
     Ok(ok(json!({
         "timestamp": Utc::now(),
@@ -156,6 +159,7 @@ pub async fn health_detailed(sh: Sh) -> Result<HttpResponse, ApiError> {
         "agents": agent_map(&agents),
         "store": store,
         "events": bus,
+        "alerts": alerts,
     })))
 }
 
@@ -195,6 +199,22 @@ pub async fn dashboard(sh: Sh) -> Result<HttpResponse, ApiError> {
         })
         .await?;
     let (traces, _) = sh.in_flight.snapshot(0);
+    let stats = sh.alerts.send(GetAlertStats).await?;
+    // The ten open alerts that matter most: most severe first, then newest.
+    let mut active: Vec<_> = sh
+        .alerts
+        .send(GetRecentAlerts)
+        .await?
+        .into_iter()
+        .filter(|a| a.state != "resolved")
+        .collect();
+    active.sort_by_key(|a| {
+        (
+            Severity::parse(&a.severity).map_or(usize::MAX, Severity::rank),
+            std::cmp::Reverse(a.last_seen),
+        )
+    });
+    active.truncate(10);
     Ok(ok(json!({
         "timestamp": Utc::now(),
         "system": system_block(&sh),
@@ -208,6 +228,7 @@ pub async fn dashboard(sh: Sh) -> Result<HttpResponse, ApiError> {
         "routes": routes,
         "traces": traces,
         "agents": agent_map(&agents),
+        "alerts": { "active": active, "stats": stats },
         "recent_events": events,
     })))
 }
@@ -265,7 +286,11 @@ fn parse_window(raw: Option<&str>) -> Result<Window, ApiError> {
     }
 }
 
-fn parse_limit(raw: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
+pub(crate) fn parse_limit(
+    raw: Option<&str>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
     match raw {
         None => Ok(default),
         Some(s) => s
@@ -376,6 +401,20 @@ pub async fn audit_log(sh: Sh, q: web::Query<AuditQuery>) -> Result<HttpResponse
     ))
 }
 
+/// `since`: an RFC 3339 time.
+pub(crate) fn parse_since(raw: Option<&str>) -> Result<Option<chrono::DateTime<Utc>>, ApiError> {
+    raw.map(|raw| {
+        chrono::DateTime::parse_from_rfc3339(raw)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "since must be an RFC 3339 time such as 2026-01-31T12:00:00Z (got {raw:?})"
+                ))
+            })
+    })
+    .transpose()
+}
+
 /// Query of `/metrics/history`.
 #[derive(Debug, Deserialize)]
 pub struct HistoryQuery {
@@ -398,18 +437,7 @@ pub async fn metric_history(sh: Sh, q: web::Query<HistoryQuery>) -> Result<HttpR
         ));
     }
     let limit = parse_limit(q.limit.as_deref(), 60, 10_000)?;
-    let since = match q.since.as_deref() {
-        None => None,
-        Some(raw) => Some(
-            chrono::DateTime::parse_from_rfc3339(raw)
-                .map_err(|_| {
-                    ApiError::BadRequest(format!(
-                        "since must be an RFC 3339 time such as 2026-01-31T12:00:00Z (got {raw:?})"
-                    ))
-                })?
-                .with_timezone(&Utc),
-        ),
-    };
+    let since = parse_since(q.since.as_deref())?;
     let read = sh
         .store
         .metric_history(&MetricHistoryQuery { name, since, limit })

@@ -8,6 +8,7 @@ use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{error::JsonPayloadError, web, HttpResponse};
 use serde_json::json;
 
+use crate::http::alerts as a;
 use crate::http::error::ApiError;
 use crate::http::handlers as h;
 use crate::middleware::admin_auth::{admin_guard, AdminAuth};
@@ -24,6 +25,8 @@ pub fn configure(sh: SelfHeal) -> impl FnOnce(&mut web::ServiceConfig) {
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {
                     ApiError::BadRequest(format!("invalid query string: {e}")).into()
                 }))
+                // Raw bodies (optional JSON bodies) have the same limit as JSON ones.
+                .app_data(web::PayloadConfig::new(limit))
                 .app_data(
                     web::JsonConfig::default()
                         .limit(limit)
@@ -53,6 +56,36 @@ pub fn configure(sh: SelfHeal) -> impl FnOnce(&mut web::ServiceConfig) {
                 .service(resource(
                     "/agents/{name}/restart",
                     web::post().to(h::restart_agent),
+                ))
+                .service(resource("/alerts", web::get().to(a::list_alerts)))
+                .service(resource("/alerts/{id}", web::get().to(a::get_alert)))
+                .service(resource(
+                    "/alerts/{id}/acknowledge",
+                    web::post().to(a::acknowledge_alert),
+                ))
+                .service(resource(
+                    "/alerts/{id}/resolve",
+                    web::post().to(a::resolve_alert),
+                ))
+                .service(
+                    web::resource("/silences")
+                        .route(web::get().to(a::list_silences))
+                        .route(web::post().to(a::create_silence))
+                        .default_service(web::to(h::method_not_allowed)),
+                )
+                .service(resource(
+                    "/silences/{id}",
+                    web::delete().to(a::delete_silence),
+                ))
+                .service(
+                    web::resource("/maintenance-windows")
+                        .route(web::get().to(a::list_maintenance))
+                        .route(web::post().to(a::create_maintenance))
+                        .default_service(web::to(h::method_not_allowed)),
+                )
+                .service(resource(
+                    "/maintenance-windows/{id}",
+                    web::delete().to(a::delete_maintenance),
                 ))
                 .service(resource("/metrics", web::get().to(h::metrics)))
                 .service(resource(

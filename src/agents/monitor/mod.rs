@@ -8,26 +8,34 @@
 //! Out: gauge samples and the health report to the `MetricsStore`; a `health-check` event
 //! when the overall verdict changes.
 //!
+//! Every tick also sends the alert rules' readings ([`rules`]) to the `AlertManager`, and,
+//! every `EXTERNAL_CHECK_INTERVAL_MS`, probes the `EXTERNAL_CHECKS` endpoints.
+//!
 //! Grading: over a threshold is `degraded`; half-way from a percentage threshold to 100 %, or
 //! twice a latency threshold, is `critical`. A threshold of 0 switches its rule off.
 //! Restart policy: the harness's (see `actors::harness`); the sysinfo handles are rebuilt.
 
+pub mod rules;
+
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::json;
 use sysinfo::{DiskRefreshKind, Disks, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use crate::actors::agent::{Agent, AgentContext, AgentError};
-use crate::actors::metrics_store::{Gauge, GetRouteStats, RecordGauges, RecordHealth};
+use crate::actors::alert_manager::ObserveRules;
+use crate::actors::metrics_store::{Gauge, GetRecentRouteStats, RecordGauges, RecordHealth};
+use crate::agents::external::{ExternalProbe, ExternalResult};
 use crate::config::{Intervals, Settings, Thresholds};
 use crate::db::PoolStatus;
 use crate::domain::event::Payload;
 use crate::domain::health::{Check, CheckStatus, HealthReport, Overall};
 use crate::domain::metric::{
-    RouteStats, SeriesKey, Unit, Window, CPU_USAGE, DB_POOL_USAGE, DB_QUERY_TIME, DISK_USAGE,
-    MEMORY_USAGE, PROCESS_CPU_USAGE, PROCESS_MEMORY_RSS, REDIS_MEMORY_USAGE, REDIS_RESPONSE_TIME,
+    RouteStats, SeriesKey, Unit, CPU_USAGE, DB_POOL_USAGE, DB_QUERY_TIME, DISK_USAGE,
+    EXTERNAL_API_RESPONSE_TIME, MEMORY_USAGE, PROCESS_CPU_USAGE, PROCESS_MEMORY_RSS,
+    REDIS_MEMORY_USAGE, REDIS_RESPONSE_TIME,
 };
 use crate::redis::{RedisHandle, RedisMemory};
 use crate::store::WriterStatus;
@@ -58,6 +66,12 @@ pub struct MonitorAgent {
     health_changes: u64,
     last_deps: Dependencies,
     heartbeats: u64,
+    /// The external checks' client (when `EXTERNAL_CHECKS` is set), when they last ran, and
+    /// what they found.
+    external: Option<ExternalProbe>,
+    external_at: Option<Instant>,
+    last_external: Vec<ExternalResult>,
+    readings_sent: u64,
 }
 
 impl MonitorAgent {
@@ -123,6 +137,17 @@ impl MonitorAgent {
             Ok(()) => self.heartbeats += 1,
             Err(e) => log::debug!("redis heartbeat failed: {e}"),
         }
+    }
+
+    /// Probe the external endpoints when their interval has passed (`None` otherwise).
+    async fn probe_external(&mut self, cx: &AgentContext) -> Option<Vec<ExternalResult>> {
+        let probe = self.external.as_ref()?;
+        let every = Duration::from_millis(cx.settings.alerting.external_interval_ms);
+        if self.external_at.is_some_and(|at| at.elapsed() < every) {
+            return None;
+        }
+        self.external_at = Some(Instant::now());
+        Some(probe.probe(&cx.settings.alerting.external_checks).await)
     }
 
     fn gauges(sample: &HostSample) -> Vec<Gauge> {
@@ -424,6 +449,36 @@ fn redis_check(probe: Option<&RedisProbe>, t: &Thresholds) -> Check {
     }
 }
 
+/// One check per external endpoint (`external:<name>`): `down` when its last probe failed.
+/// They are optional: a failing one makes the verdict `degraded`, not `critical`.
+fn external_checks(results: &[ExternalResult]) -> Vec<(String, Check)> {
+    results
+        .iter()
+        .map(|e| {
+            let check = Check {
+                status: if e.up {
+                    CheckStatus::Healthy
+                } else {
+                    CheckStatus::Down
+                },
+                value: Some(e.elapsed_ms),
+                threshold: None,
+                unit: "ms",
+                message: match (e.up, &e.error, e.status) {
+                    (true, _, Some(s)) => format!("HTTP {s} in {:.1} ms", e.elapsed_ms),
+                    (_, Some(err), _) => err.clone(),
+                    (_, None, Some(s)) => format!("answered HTTP {s}"),
+                    _ => "no answer".to_owned(),
+                },
+                details: json!({"url": e.url, "status": e.status}),
+                timestamp: Utc::now(),
+                optional: true,
+            };
+            (format!("external:{}", e.name), check)
+        })
+        .collect()
+}
+
 /// The verdict for one tick's measurements.
 pub fn evaluate(
     sample: &HostSample,
@@ -431,6 +486,16 @@ pub fn evaluate(
     deps: &Dependencies,
     settings: &Settings,
 ) -> HealthReport {
+    HealthReport::from_checks(checks(sample, routes, deps, settings))
+}
+
+/// The named checks of one tick's measurements.
+fn checks(
+    sample: &HostSample,
+    routes: &[RouteStats],
+    deps: &Dependencies,
+    settings: &Settings,
+) -> Vec<(String, Check)> {
     let t = &settings.thresholds;
     let mut checks = vec![
         (
@@ -475,7 +540,7 @@ pub fn evaluate(
         database_check(deps.database.as_ref(), t),
     ));
     checks.push(("redis".to_owned(), redis_check(deps.redis.as_ref(), t)));
-    HealthReport::from_checks(checks)
+    checks
 }
 
 /// The disk whose mount point is the longest prefix of `dir`.
@@ -495,7 +560,7 @@ impl Agent for MonitorAgent {
         Intervals::every(settings.intervals.monitor_ms)
     }
 
-    fn build(_: &AgentContext) -> Result<Self, AgentError> {
+    fn build(cx: &AgentContext) -> Result<Self, AgentError> {
         let mut system =
             System::new().map_err(|e| AgentError::new(format!("sysinfo unavailable: {e}")))?;
         // The baseline the first tick's CPU figure is measured against.
@@ -527,6 +592,13 @@ impl Agent for MonitorAgent {
             health_changes: 0,
             last_deps: Dependencies::default(),
             heartbeats: 0,
+            // A timeout of 0 is the probe's default.
+            external: (!cx.settings.alerting.external_checks.is_empty()).then(|| {
+                ExternalProbe::new(Duration::from_millis(cx.settings.thresholds.api_timeout_ms))
+            }),
+            external_at: None,
+            last_external: Vec::new(),
+            readings_sent: 0,
         })
     }
 
@@ -534,13 +606,36 @@ impl Agent for MonitorAgent {
         let sample = self.sample_host();
         let routes = cx
             .metrics
-            .send(GetRouteStats(Window::M1))
+            .send(GetRecentRouteStats {
+                secs: cx.settings.alerting.api_window_ms / 1000,
+            })
             .await
             .map_err(|e| AgentError::new(format!("metrics store unavailable: {e}")))?;
-        let deps = probe_dependencies(cx).await;
-        let report = evaluate(&sample, &routes, &deps, &cx.settings);
+        let (deps, external) =
+            futures_util::future::join(probe_dependencies(cx), self.probe_external(cx)).await;
+        let mut named = checks(&sample, &routes, &deps, &cx.settings);
+        named.extend(external_checks(
+            external.as_deref().unwrap_or(&self.last_external),
+        ));
+        let report = HealthReport::from_checks(named);
+        let readings = rules::readings(&sample, &routes, &deps, external.as_deref(), &cx.settings);
+        cx.alerts.do_send(ObserveRules {
+            scopes: readings.scopes,
+            observations: readings.observations,
+        });
+        self.readings_sent += 1;
         let mut gauges = Self::gauges(&sample);
         gauges.extend(dependency_gauges(&deps));
+        if let Some(results) = &external {
+            gauges.extend(results.iter().map(|e| Gauge {
+                key: SeriesKey::new(
+                    EXTERNAL_API_RESPONSE_TIME,
+                    vec![("check".into(), e.name.clone())],
+                ),
+                unit: Unit::Ms,
+                value: e.elapsed_ms,
+            }));
+        }
         cx.metrics.do_send(RecordGauges(gauges));
         if let Some(redis) = &cx.redis {
             if deps.redis.as_ref().is_some_and(|r| r.ping_ms.is_some()) {
@@ -562,6 +657,9 @@ impl Agent for MonitorAgent {
         cx.metrics.do_send(RecordHealth(report));
         self.last = sample;
         self.last_deps = deps;
+        if let Some(results) = external {
+            self.last_external = results;
+        }
         Ok(())
     }
 
@@ -572,6 +670,8 @@ impl Agent for MonitorAgent {
             "last_sample": self.last,
             "dependencies": self.last_deps,
             "heartbeats": self.heartbeats,
+            "external": self.last_external,
+            "rule_readings_sent": self.readings_sent,
         })
     }
 }
@@ -579,6 +679,7 @@ impl Agent for MonitorAgent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::metric::Window;
 
     fn route(p95: f64, errors: u64, count: u64) -> RouteStats {
         RouteStats {
