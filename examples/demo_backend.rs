@@ -4,23 +4,60 @@
 //! Run: `cargo run --release --example demo_backend` (serves on `PORT`, default 8080).
 //!
 //! - `GET /demo/items/{id}`: a normal route (one series for every id).
-//! - `GET /demo/slow?ms=N`: answers after N ms (0–60 000).
-//! - `GET /demo/error?rate=R`: answers 500 with probability R (0.0–1.0), else 200.
-//! - `GET /demo/alloc?mb=N`: allocates and keeps N MiB (1–1024 per call, 4 GiB in all);
-//!   `POST /demo/alloc/free` releases it.
+//! - `GET /demo/slow?ms=N`: answers after N ms (0–60 000, default 1000).
+//! - `GET /demo/error?rate=R&status=S`: answers S (400–599, default 500) with probability R
+//!   (0.0–1.0, default 1.0), else 200. Only 5xx count as errors for `API_ERROR_RATE`.
+//! - `GET /demo/alloc?mb=N`: allocates, writes and keeps N MiB (1–1024 per call, 4 GiB in
+//!   all); `POST /demo/alloc/free` releases it and hands the pages back to the OS.
+//! - `GET /demo/dependency`: a fake external dependency, `{"ok":true}` with 200 until told
+//!   otherwise; `POST /demo/dependency?status=S&delay_ms=D` sets what it answers next (S
+//!   100–599, default 200; D 0–60 000, default 0), so a bare `POST` heals it.
 //! - `GET /demo/orders?customer=ID`: a customer's orders from `demo_orders` (200 000 seeded
 //!   rows), filtered on an unindexed column: a slow query (needs `DATABASE_URL`).
 //! - `GET /demo/n-plus-one?n=N`: one query, then N more, per request (needs `DATABASE_URL`).
 //! - `POST` (or `GET`) `/demo/panic-agent?name=Monitor`: makes the agent panic (only with
 //!   `SELFHEAL_DEMO_FAULTS=1`; the route does not exist otherwise).
+//!
+//! Invalid input is answered with a JSON 400 (`{"success":false,"error":{..}}`).
+//!
+//! # Trigger each alert
+//!
+//! Start the demo with a short Monitor tick, low thresholds and itself as an external check:
+//!
+//! ```sh
+//! MONITOR_INTERVAL_MS=1000 API_RESPONSE_THRESHOLD_MS=300 API_ERROR_RATE_THRESHOLD=5 \
+//! HEAP_THRESHOLD_PERCENT=2 EXTERNAL_CHECKS=dep=http://127.0.0.1:8080/demo/dependency \
+//! EXTERNAL_CHECK_INTERVAL_MS=2000 cargo run --release --example demo_backend
+//! ```
+//!
+//! The API rules judge each route over the last `API_ALERT_WINDOW_MS` (default 60 000) once it
+//! has `API_ALERT_MIN_REQUESTS` requests (default 5); an alert clears about that long after
+//! the route recovers. Watch `GET /api/v1/system/alerts` (with the admin token).
+//!
+//! - Slow route → `API_SLOW` (p95 over `API_RESPONSE_THRESHOLD_MS`):
+//!   `for i in $(seq 10); do curl -s 'localhost:8080/demo/slow?ms=800' & done; wait`
+//! - Error burst → `API_ERROR_RATE` (5xx share over `API_ERROR_RATE_THRESHOLD` percent):
+//!   `for i in $(seq 20); do curl -s 'localhost:8080/demo/error?rate=0.5'; done`
+//! - Memory growth → `MEMORY_HIGH` (process RSS over `HEAP_THRESHOLD_PERCENT` of host
+//!   memory; 2 % of 16 GiB is about 330 MiB): `curl 'localhost:8080/demo/alloc?mb=512'`;
+//!   clear it with `curl -X POST localhost:8080/demo/alloc/free`.
+//! - External endpoint down → `EXTERNAL_API_DOWN` (checked every `EXTERNAL_CHECK_INTERVAL_MS`,
+//!   at most once a Monitor tick): `curl -X POST 'localhost:8080/demo/dependency?status=500'`,
+//!   or too slow for `API_TIMEOUT_MS` (default 10 000):
+//!   `curl -X POST 'localhost:8080/demo/dependency?delay_ms=15000'`; heal it with
+//!   `curl -X POST localhost:8080/demo/dependency`. A closed port
+//!   (`EXTERNAL_CHECKS=dep=http://127.0.0.1:9/`) is down from the start. The probes are
+//!   requests to the demo too: a failing or slow `/demo/dependency` also raises `API_ERROR_RATE`
+//!   or `API_SLOW` for that route.
 
 #[path = "demo_backend/orders.rs"]
-mod orders;
+pub mod orders;
 
 use std::process::ExitCode;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde::Deserialize;
 use serde_json::json;
@@ -71,6 +108,7 @@ async fn slow(q: web::Query<SlowQuery>) -> HttpResponse {
 #[derive(Deserialize)]
 struct ErrorQuery {
     rate: Option<String>,
+    status: Option<String>,
 }
 
 async fn error(q: web::Query<ErrorQuery>) -> HttpResponse {
@@ -81,8 +119,19 @@ async fn error(q: web::Query<ErrorQuery>) -> HttpResponse {
     if !(0.0..=1.0).contains(&rate) {
         return bad_request(format!("rate must be from 0.0 to 1.0 (got {rate})"));
     }
+    let code: u16 = match parse(&q.status, "status", 500) {
+        Ok(v) => v,
+        Err(e) => return bad_request(e),
+    };
+    let Some(status) = StatusCode::from_u16(code)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+    else {
+        return bad_request(format!("status must be from 400 to 599 (got {code})"));
+    };
     if fastrand::f64() < rate {
-        HttpResponse::InternalServerError().json(json!({"error": "demo failure", "rate": rate}))
+        HttpResponse::build(status)
+            .json(json!({"error": "demo failure", "status": code, "rate": rate}))
     } else {
         HttpResponse::Ok().json(json!({"ok": true, "rate": rate}))
     }
@@ -116,16 +165,146 @@ async fn alloc(q: web::Query<AllocQuery>, hoard: web::Data<Hoard>) -> HttpRespon
 }
 
 async fn free(hoard: web::Data<Hoard>) -> HttpResponse {
-    let mut blocks = hoard.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+    let blocks = std::mem::take(&mut *hoard.blocks.lock().unwrap_or_else(PoisonError::into_inner));
     let released = blocks.len();
-    *blocks = Vec::new();
+    drop(blocks);
+    return_free_memory_to_the_os();
     HttpResponse::Ok().json(json!({"released_mb": released}))
+}
+
+/// Freed blocks are not always unmapped: once a 1 MiB block has been freed, glibc raises its
+/// mmap threshold and serves the next ones from an arena, whose free pages stay resident
+/// unless they sit at the arena's top. `malloc_trim` hands every free page back.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn return_free_memory_to_the_os() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
+    // SAFETY: glibc's `malloc_trim` takes no pointer and only releases memory malloc owns
+    // and has already freed.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+/// Other allocators unmap large blocks on free.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn return_free_memory_to_the_os() {}
+
+/// What `GET /demo/dependency` answers; `POST /demo/dependency` sets it.
+#[derive(Debug, Clone, Copy)]
+struct Behaviour {
+    status: StatusCode,
+    delay: Duration,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            status: StatusCode::OK,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// The fake external dependency's current behaviour, shared by every worker.
+#[derive(Default)]
+struct Dependency {
+    behaviour: Mutex<Behaviour>,
+}
+
+impl Dependency {
+    fn get(&self) -> Behaviour {
+        *self
+            .behaviour
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, behaviour: Behaviour) {
+        *self
+            .behaviour
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = behaviour;
+    }
+}
+
+async fn dependency(dep: web::Data<Dependency>) -> HttpResponse {
+    let Behaviour { status, delay } = dep.get();
+    if !delay.is_zero() {
+        actix_web::rt::time::sleep(delay).await;
+    }
+    let body = if status.is_success() {
+        json!({"ok": true})
+    } else {
+        json!({"ok": false, "status": status.as_u16()})
+    };
+    HttpResponse::build(status).json(body)
+}
+
+#[derive(Deserialize)]
+struct DependencyQuery {
+    status: Option<String>,
+    delay_ms: Option<String>,
+}
+
+/// Set the whole behaviour: what is not given goes back to normal (200, no delay).
+async fn set_dependency(
+    q: web::Query<DependencyQuery>,
+    dep: web::Data<Dependency>,
+) -> HttpResponse {
+    let code: u16 = match parse(&q.status, "status", 200) {
+        Ok(v) => v,
+        Err(e) => return bad_request(e),
+    };
+    // `StatusCode` takes 100..=999; only the standard classes make sense here.
+    let Some(status) = StatusCode::from_u16(code).ok().filter(|_| code <= 599) else {
+        return bad_request(format!("status must be from 100 to 599 (got {code})"));
+    };
+    let delay_ms: u64 = match parse(&q.delay_ms, "delay_ms", 0) {
+        Ok(v) if v <= 60_000 => v,
+        Ok(v) => return bad_request(format!("delay_ms must be from 0 to 60000 (got {v})")),
+        Err(e) => return bad_request(e),
+    };
+    dep.set(Behaviour {
+        status,
+        delay: Duration::from_millis(delay_ms),
+    });
+    HttpResponse::Ok().json(json!({"status": status.as_u16(), "delay_ms": delay_ms}))
 }
 
 async fn item(id: web::Path<String>) -> HttpResponse {
     match id.parse::<u64>() {
         Ok(id) => HttpResponse::Ok().json(json!({"id": id, "name": format!("item {id}")})),
         Err(_) => bad_request(format!("id must be a whole number (got {:?})", id.as_str())),
+    }
+}
+
+/// The routes that make the demo misbehave (and `/demo/items/{id}`, which never does), with
+/// the state every worker shares: build once, mount in each worker's `App`. Malformed query
+/// strings get a JSON 400 from the `QueryConfig` that `orders::configure` installs next to
+/// them.
+#[derive(Clone, Default)]
+pub struct Triggers {
+    hoard: web::Data<Hoard>,
+    dependency: web::Data<Dependency>,
+}
+
+impl Triggers {
+    /// Mount the routes listed in this file's doc, but the database and fault ones.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(self.hoard.clone())
+            .app_data(self.dependency.clone())
+            .route("/demo/items/{id}", web::get().to(item))
+            .route("/demo/slow", web::get().to(slow))
+            .route("/demo/error", web::get().to(error))
+            .route("/demo/alloc", web::get().to(alloc))
+            .route("/demo/alloc/free", web::post().to(free))
+            .service(
+                web::resource("/demo/dependency")
+                    .route(web::get().to(dependency))
+                    .route(web::post().to(set_dependency)),
+            );
     }
 }
 
@@ -194,20 +373,15 @@ async fn main() -> ExitCode {
         }
     };
     let db = web::Data::new(db);
-    let hoard = web::Data::new(Hoard::default());
+    let triggers = Triggers::default();
     let app_sh = sh.clone();
     let server = HttpServer::new(move || {
         let mut app = App::new()
             .wrap(app_sh.tracer())
-            .app_data(hoard.clone())
             .app_data(db.clone())
             .configure(orders::configure)
             .app_data(web::Data::new(app_sh.clone()))
-            .route("/demo/items/{id}", web::get().to(item))
-            .route("/demo/slow", web::get().to(slow))
-            .route("/demo/error", web::get().to(error))
-            .route("/demo/alloc", web::get().to(alloc))
-            .route("/demo/alloc/free", web::post().to(free));
+            .configure(|cfg| triggers.configure(cfg));
         if faults {
             app = app.service(
                 web::resource("/demo/panic-agent")

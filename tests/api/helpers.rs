@@ -356,8 +356,9 @@ pub fn encode(value: &str) -> String {
         .collect()
 }
 
-/// The demo backend's database routes (`/demo/orders`, `/demo/n-plus-one`, the very code of
-/// `examples/demo_backend/orders.rs`) on a host app embedding selfheal, with the demo's pool
+/// The demo backend's routes (its triggers — `/demo/slow`, `/demo/error`, `/demo/alloc`,
+/// `/demo/dependency` — and its database routes `/demo/orders`, `/demo/n-plus-one`, the very
+/// code of `examples/demo_backend.rs`) on a host app embedding selfheal, with the demo's pool
 /// built through the query logger and watched by the Monitor. With `database_url`, the table
 /// is created and seeded (200 000 rows) before the app answers; without, the routes answer 503.
 pub async fn spawn_demo_app(overrides: &[(&str, &str)], database_url: Option<&str>) -> TestApp {
@@ -389,11 +390,13 @@ pub async fn spawn_demo_app(overrides: &[(&str, &str)], database_url: Option<&st
         };
         let sh = selfheal.clone();
         let db = web::Data::new(db);
+        let triggers = crate::demo_backend::Triggers::default();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(sh.tracer())
                 .app_data(db.clone())
                 .configure(demo_orders::configure)
+                .configure(|cfg| triggers.configure(cfg))
                 .configure(sh.routes())
         })
         .workers(workers)
