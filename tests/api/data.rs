@@ -623,12 +623,14 @@ async fn a_crash_during_an_outage_loses_no_queued_record() {
             .await;
         assert_eq!(r.status, 200);
     }
+    // The three audit rows, and whatever the outage's own alert (DB_CONNECTION_ERROR) queued.
     let down = eventually(
         || async { app.selfheal().store.status().writer.unwrap() },
-        |w| w.state == WriterState::Down && w.queued == 3,
+        |w| w.state == WriterState::Down && w.queued >= 3,
     )
     .await;
-    assert_eq!((down.state, down.queued), (WriterState::Down, 3));
+    assert_eq!(down.state, WriterState::Down);
+    assert!(down.queued >= 3, "{down:?}");
     // One more while down: journaled as it arrives.
     let r = app
         .admin_post("/api/v1/system/agents/monitor/restart", Vec::new())
@@ -639,12 +641,13 @@ async fn a_crash_during_an_outage_loses_no_queued_record() {
             std::fs::read_to_string(&journal)
                 .unwrap_or_default()
                 .lines()
+                .filter(|l| l.contains(r#""table":"audit""#))
                 .count()
         },
         |n| *n >= 4,
     )
     .await;
-    assert!(journaled >= 4, "all four records are on disk");
+    assert!(journaled >= 4, "all four audit records are on disk");
     // The crash: no shutdown, the process's actors just vanish.
     drop(app);
 
