@@ -700,7 +700,12 @@ impl<'a> Reader<'a> {
             return Vec::new();
         };
         let mut out: Vec<ExternalCheck> = Vec::new();
-        for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for (i, part) in v
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .enumerate()
+        {
             let parsed = part.split_once('=').and_then(|(name, url)| {
                 let (name, url) = (name.trim(), url.trim());
                 let scheme_ok = url
@@ -711,16 +716,17 @@ impl<'a> Reader<'a> {
                     url: url.to_owned(),
                 })
             });
-            // Never echo the URL: it may carry a password or a token.
+            // Never echo the entry: its URL may carry a password or a token.
             let name = part.split_once('=').map_or("", |(n, _)| n.trim());
+            let entry = i + 1;
             match parsed {
-                Some(c) if out.iter().any(|o| o.name == c.name) => self
-                    .problems
-                    .push(format!("{key}: the check name {name:?} is used twice")),
-                Some(c) => out.push(c),
-                None => self.problems.push(format!(
-                    "{key}: the entry named {name:?}: expected name=http(s)://…"
+                Some(c) if out.iter().any(|o| o.name == c.name) => self.problems.push(format!(
+                    "{key}: entry {entry}: the check name {name:?} is used twice"
                 )),
+                Some(c) => out.push(c),
+                None => self
+                    .problems
+                    .push(format!("{key}: entry {entry}: expected name=http(s)://…")),
             }
         }
         out

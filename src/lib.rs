@@ -28,10 +28,12 @@
 //!
 //! # Layout
 //! - [`config`]: `Settings` from the environment; every knob, all errors at once.
-//! - [`domain`]: plain types (events, health, agent status, metric keys).
-//! - [`actors`]: `EventBus`, `MetricsStore`, the agent harness (`AgentActor`) that turns
-//!   panics into supervised restarts, and the `SystemSupervisor` with its registry.
-//! - [`agents`]: the agents (`MonitorAgent`) and the registration list.
+//! - [`domain`]: plain types (events, health, agent status, metric keys, alerts).
+//! - [`actors`]: `EventBus`, `MetricsStore`, `AlertManager` (rules → dedup → silence →
+//!   notify → persist), the agent harness (`AgentActor`) that turns panics into supervised
+//!   restarts, and the `SystemSupervisor` with its registry.
+//! - [`agents`]: the agents (`MonitorAgent` with its alert rules and external checks) and the
+//!   registration list.
 //! - [`middleware`]: the request tracer and the admin token check.
 //! - [`http`]: the route table, handlers, and the one error type.
 //! - [`notify`]: the notification channels (Slack, PagerDuty, email), one retrying worker each.

@@ -574,3 +574,48 @@ async fn other_agents_can_ask_whether_a_maintenance_window_is_open() {
         None
     );
 }
+
+#[actix_web::test]
+async fn an_agent_failure_open_at_a_restart_is_resolved_and_pagerduty_told() {
+    let db = TestDb::create();
+    let ch = Channels::start();
+    let mut env = ch.env().to_vec();
+    env.extend([
+        ("DATABASE_URL", db.url.as_str()),
+        ("DB_WRITE_FLUSH_MS", "20"),
+    ]);
+    let app = quiet_host(&env).await;
+    app.wait_for_first_tick("Monitor").await;
+    app.selfheal()
+        .inject_agent_panic("Monitor", 100)
+        .await
+        .unwrap();
+    let alert = one_alert(&app, "type=AGENT_FAILED", Duration::from_secs(10)).await;
+    let (id, fp) = (text(&alert, "id"), text(&alert, "fingerprint"));
+    ch.pd.wait_for(1, Duration::from_secs(5)).await;
+    // Written (with its notification row) before the process goes.
+    let stored = within(
+        Duration::from_secs(5),
+        || async {
+            db.scalar(&format!(
+                "SELECT count(*) FROM notification_log WHERE alert_id = '{id}' AND status = 'sent'"
+            ))
+        },
+        |n| *n >= 1,
+    )
+    .await;
+    assert!(stored >= 1);
+    app.selfheal().shutdown().await;
+    drop(app);
+
+    // The new process starts its agents afresh: the stored alert is resolved, and the
+    // incident with it.
+    let app = quiet_host(&env).await;
+    let resolved = alert_when(&app, &id, Duration::from_secs(10), |a| {
+        a["state"] == "resolved"
+    })
+    .await;
+    assert_eq!(resolved["auto_resolved"], true, "{resolved}");
+    let pd = ch.pd.wait_for(2, Duration::from_secs(5)).await;
+    assert_eq!(pd_actions(&pd)[1], ("resolve".to_owned(), fp));
+}

@@ -370,3 +370,47 @@ async fn resolving_by_hand_tells_pagerduty_and_a_condition_still_there_fires_ane
     let pd = ch.pd.wait_for(3, Duration::from_secs(5)).await;
     assert_eq!(pd_actions(&pd)[2], ("trigger".to_owned(), fp));
 }
+
+/// The AlertManager's counters from `/health/detailed`.
+async fn alert_stats(app: &TestApp) -> Value {
+    let r = app.admin_get("/api/v1/system/health/detailed").await;
+    r.data()["alerts"].clone()
+}
+
+#[actix_web::test]
+async fn a_channel_that_refuses_a_notice_is_retried_later_not_on_every_round() {
+    use crate::receivers::{HttpReceiver, Scripted};
+    // A PagerDuty that answers only after 30 s, and a queue of one: the trigger is taken (and
+    // hangs), and the repeats due every 300 ms are refused.
+    let pd = HttpReceiver::with_default(Scripted::status(202).delay(Duration::from_secs(30)));
+    let pd_url = pd.url_for("/v2/enqueue");
+    let app = quiet_host(&[
+        ("PAGERDUTY_API_KEY", "routing-key-1"),
+        ("PAGERDUTY_EVENTS_URL", pd_url.as_str()),
+        ("NOTIFY_QUEUE_MAX", "1"),
+        ("NOTIFY_TIMEOUT_MS", "60000"),
+        ("API_RESPONSE_THRESHOLD_MS", "50"),
+        ("ALERT_REPEAT_INTERVAL_MS", "300"),
+    ])
+    .await;
+    slow_requests(&app, 2, 150).await;
+    let alert = one_alert(&app, "type=API_SLOW", Duration::from_secs(5)).await;
+    assert_eq!(alert["severity"], "critical");
+    pd.wait_for(1, Duration::from_secs(5)).await;
+    // The first refused repeat sets a 30 s wait: over the next 3 s (12 housekeeping rounds)
+    // at most one more refusal is counted.
+    let first = within(
+        Duration::from_secs(5),
+        || alert_stats(&app),
+        |s| s["notifications_refused_total"].as_u64() >= Some(1),
+    )
+    .await;
+    let refused = first["notifications_refused_total"].as_u64().unwrap();
+    assert!(refused >= 1, "{first}");
+    actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+    let later = alert_stats(&app).await;
+    assert!(
+        later["notifications_refused_total"].as_u64().unwrap() <= refused + 1,
+        "refused notices are retried on every round: {first} then {later}"
+    );
+}

@@ -328,13 +328,18 @@ impl AlertManager {
     /// Read open alerts, silences and windows; again later while Postgres cannot be read.
     fn load(&mut self, ctx: &mut Context<Self>) {
         let store = self.store.clone();
+        let wait = Duration::from_millis(self.settings.database.timeout_ms.saturating_mul(2));
         let read = async move {
+            // Records journaled by the last process (an outage, then a crash) are written
+            // first, so the load does not reopen what they resolved.
+            store.flush(wait).await;
             let alerts = store.open_alerts().await;
             let silences = store.silences(None).await;
             let windows = store.maintenance_windows().await;
-            // Notices queued when the last process stopped may never have been sent: a firing
-            // alert marked notified with no `sent` attempt is notified again.
-            let mut unsent = std::collections::HashSet::new();
+            // Triggers queued when the last process stopped may never have been attempted: per
+            // firing alert, the channels whose trigger or repeat ended (sent, or failed for
+            // good). The others are told again.
+            let mut finished = HashMap::new();
             if !alerts.partial {
                 for a in alerts
                     .data
@@ -342,16 +347,24 @@ impl AlertManager {
                     .filter(|a| a.state == "firing" && a.last_notified_at.is_some())
                 {
                     let attempts = store.notifications(a.id).await;
-                    if !attempts.partial && !attempts.data.iter().any(|n| n.status == "sent") {
-                        unsent.insert(a.id);
+                    if attempts.partial {
+                        continue;
                     }
+                    let done: Vec<String> = attempts
+                        .data
+                        .iter()
+                        .filter(|n| matches!(n.status.as_str(), "sent" | "failed"))
+                        .filter(|n| matches!(n.action.as_str(), "trigger" | "repeat"))
+                        .map(|n| n.channel.clone())
+                        .collect();
+                    finished.insert(a.id, done);
                 }
             }
-            (alerts, silences, windows, unsent)
+            (alerts, silences, windows, finished)
         };
         ctx.spawn(
             read.into_actor(self)
-                .map(|(alerts, silences, windows, unsent), act, ctx| {
+                .map(|(alerts, silences, windows, finished), act, ctx| {
                     if alerts.partial || silences.partial || windows.partial {
                         log::warn!(
                     "alerts: the database cannot be read; open alerts, silences and maintenance \
@@ -360,7 +373,7 @@ impl AlertManager {
                         ctx.run_later(LOAD_RETRY, |act, ctx| act.load(ctx));
                         return;
                     }
-                    act.merge_loaded(alerts.data, silences.data, windows.data, &unsent);
+                    act.merge_loaded(alerts.data, silences.data, windows.data, &finished);
                 }),
         );
     }
@@ -370,7 +383,7 @@ impl AlertManager {
         alerts: Vec<AlertRow>,
         silences: Vec<SilenceRow>,
         windows: Vec<MaintenanceRow>,
-        unsent: &std::collections::HashSet<Uuid>,
+        finished: &HashMap<Uuid, Vec<String>>,
     ) {
         let now = Utc::now();
         let mut restored = 0;
@@ -392,6 +405,7 @@ impl AlertManager {
             if a.alert_type == types::AGENT_FAILED {
                 // This process started its agents afresh.
                 let row = resolved_row(a, "the process restarted, and its agents with it".into());
+                self.follow_up(&row, NotifyAction::Resolve);
                 self.persist(&row, Some("resolved"));
                 continue;
             }
@@ -403,6 +417,7 @@ impl AlertManager {
                     a.component
                 );
                 let row = resolved_row(a, "its rule is no longer evaluated".into());
+                self.follow_up(&row, NotifyAction::Resolve);
                 self.persist(&row, Some("resolved"));
                 continue;
             }
@@ -416,9 +431,19 @@ impl AlertManager {
                     a.last_seen = newer.last_seen;
                     a.actual_value = newer.actual_value;
                     a.message = newer.message.clone();
+                    if Severity::parse(&newer.severity) < Severity::parse(&a.severity) {
+                        a.severity = newer.severity.clone();
+                    }
+                    if newer.state == "acknowledged" && a.state == "firing" {
+                        a.state = newer.state.clone();
+                        a.acknowledged = true;
+                        a.acknowledged_by = newer.acknowledged_by.clone();
+                        a.acknowledged_at = newer.acknowledged_at;
+                        a.ack_comment = newer.ack_comment.clone();
+                    }
                     a.updated_at = now;
                     let merged = format!("merged into alert {}", a.id);
-                    self.store.write(Record::Alert(resolved_row(newer, merged)));
+                    self.persist(&resolved_row(newer, merged), Some("resolved"));
                 } else {
                     let superseded = format!("superseded by alert {}", newer.id);
                     self.open.insert(newer.fingerprint.clone(), newer);
@@ -426,15 +451,23 @@ impl AlertManager {
                     continue;
                 }
             }
-            if unsent.contains(&a.id) {
-                log::warn!(
-                    "alert {} {}: no notification of it was ever sent; sending it again",
-                    a.id,
-                    a.alert_type
-                );
-                a.last_notified_at = None;
-                if let Some(m) = a.metadata.as_object_mut() {
-                    m.remove(NOTIFIED_CHANNELS);
+            if let Some(done) = finished.get(&a.id) {
+                let told = told_names(&a.metadata);
+                let (kept, lost): (Vec<String>, Vec<String>) =
+                    told.into_iter().partition(|c| done.contains(c));
+                if !lost.is_empty() {
+                    log::warn!(
+                        "alert {} {}: its notification to {lost:?} was never attempted (the \
+                         last process stopped first); sending it again",
+                        a.id,
+                        a.alert_type
+                    );
+                    if kept.is_empty() {
+                        a.last_notified_at = None;
+                    }
+                    if let Some(m) = a.metadata.as_object_mut() {
+                        m.insert(NOTIFIED_CHANNELS.into(), json!(kept));
+                    }
                 }
             }
             if let Some(scope) = a.metadata.get("scope").and_then(Value::as_str) {
@@ -561,78 +594,76 @@ impl AlertManager {
         (fp, Arrival::New)
     }
 
-    /// Silence: update the alert's `silenced` flag; the suppression when there is one.
-    fn silence(&mut self, fp: &str, now: DateTime<Utc>) -> Option<Suppression> {
-        let a = self.open.get_mut(fp)?;
-        let s = suppression(a, &self.silences, &self.windows, now);
-        a.silenced = s.is_some();
-        s
+    /// Record a trigger suppressed by a silence or window: a `silenced` row per channel.
+    fn record_suppressed(&mut self, fp: &str, s: &Suppression, now: DateTime<Utc>) {
+        let Some(a) = self.open.get(fp) else { return };
+        for c in self.channels(&a.severity) {
+            self.store.write(Record::Notification(NotificationRow {
+                id: Uuid::new_v4(),
+                alert_id: a.id,
+                channel: c.as_str().to_owned(),
+                action: NotifyAction::Trigger.as_str().to_owned(),
+                status: "silenced".into(),
+                attempt: 0,
+                http_status: None,
+                error: None,
+                detail: json!({ "suppressed_by": s }),
+                created_at: now,
+            }));
+        }
+        self.counters.suppressed += 1;
+        log::info!("alert {} {} silenced: {s:?}", a.id, a.alert_type);
     }
 
-    /// Notify: queue `action` on the alert's channels; a suppressed trigger is recorded as
-    /// `silenced` instead.
+    /// The severity's channels that have not been told the alert fired.
+    fn untold(&self, a: &AlertRow) -> Vec<ChannelKind> {
+        let told = told_names(&a.metadata);
+        self.channels(&a.severity)
+            .into_iter()
+            .filter(|c| !told.iter().any(|t| t == c.as_str()))
+            .collect()
+    }
+
+    /// Notify: queue `action` on `channels`. Those that accept a trigger or repeat are recorded
+    /// as told; when one refuses, the alert is tried again after [`TRIGGER_RETRY_SECS`].
+    /// Whether any accepted.
     fn notify(
         &mut self,
         fp: &str,
         action: NotifyAction,
-        suppressed: Option<&Suppression>,
+        channels: Vec<ChannelKind>,
         now: DateTime<Utc>,
-    ) {
-        let Some(a) = self.open.get(fp) else { return };
-        let channels = self.channels(&a.severity);
-        if channels.is_empty() {
-            return;
-        }
-        if !self.ready() {
-            // Housekeeping sends the trigger once the open alerts and silences are loaded.
-            return;
-        }
-        if let Some(s) = suppressed {
-            if action == NotifyAction::Trigger {
-                for c in &channels {
-                    self.store.write(Record::Notification(NotificationRow {
-                        id: Uuid::new_v4(),
-                        alert_id: a.id,
-                        channel: c.as_str().to_owned(),
-                        action: action.as_str().to_owned(),
-                        status: "silenced".into(),
-                        attempt: 0,
-                        http_status: None,
-                        error: None,
-                        detail: json!({ "suppressed_by": s }),
-                        created_at: now,
-                    }));
-                }
-                self.counters.suppressed += 1;
-                log::info!("alert {} {} silenced: {s:?}", a.id, a.alert_type);
-            }
-            return;
-        }
+    ) -> bool {
+        let Some(a) = self.open.get(fp) else {
+            return false;
+        };
         let notice = Notice {
             alert: a.clone(),
             action,
             link: self.link(a.id),
         };
         let mut accepted = Vec::new();
+        let mut refused = false;
         for c in channels {
             if self.notifiers.dispatch(c, notice.clone()) {
                 accepted.push(c);
                 self.counters.dispatched += 1;
             } else {
+                refused = true;
                 self.counters.refused += 1;
             }
         }
-        if !matches!(action, NotifyAction::Trigger | NotifyAction::Repeat) {
-            return;
-        }
-        if accepted.is_empty() {
+        if refused {
             self.trigger_retry.insert(
                 fp.to_owned(),
                 now + chrono::Duration::seconds(TRIGGER_RETRY_SECS),
             );
-            return;
+        } else {
+            self.trigger_retry.remove(fp);
         }
-        self.trigger_retry.remove(fp);
+        if accepted.is_empty() {
+            return false;
+        }
         if let Some(a) = self.open.get_mut(fp) {
             a.last_notified_at = Some(now);
             let mut told = told_names(&a.metadata);
@@ -648,6 +679,39 @@ impl AlertManager {
                 None => a.metadata = json!({ NOTIFIED_CHANNELS: told }),
             }
         }
+        true
+    }
+
+    /// Tell what a firing, unsilenced alert is owed: the trigger to channels not told yet (it
+    /// fired under a silence or before the start-up load, a channel refused it, or an
+    /// escalation routes it further), or the repeat when `ALERT_REPEAT_INTERVAL_MS` has passed
+    /// (`force_repeat`: now, for an escalation). Whether anything was sent.
+    fn catch_up(&mut self, fp: &str, force_repeat: bool, now: DateTime<Utc>) -> bool {
+        if !self.ready() || self.trigger_retry.get(fp).is_some_and(|at| now < *at) {
+            return false;
+        }
+        let Some(a) = self.open.get(fp) else {
+            return false;
+        };
+        if a.state != "firing" || a.silenced {
+            return false;
+        }
+        let untold = self.untold(a);
+        let told = self.told(a);
+        let repeat = self.settings.alerting.repeat_interval_ms;
+        let repeat_due = force_repeat
+            || (repeat > 0
+                && a.last_notified_at.is_some_and(|at| {
+                    now.signed_duration_since(at).num_milliseconds() >= repeat as i64
+                }));
+        let mut sent = false;
+        if repeat_due && !told.is_empty() {
+            sent |= self.notify(fp, NotifyAction::Repeat, told, now);
+        }
+        if !untold.is_empty() {
+            sent |= self.notify(fp, NotifyAction::Trigger, untold, now);
+        }
+        sent
     }
 
     /// Persist: the alert row to the store; a change of state to the `alert` channel.
@@ -669,21 +733,15 @@ impl AlertManager {
         let now = Utc::now();
         let (fp, arrival) = self.dedup(signal, now);
         let was_silenced = self.open.get(&fp).map(|a| a.silenced);
-        let suppressed = self.silence(&fp, now);
-        let (state_firing, notified) = match self.open.get(&fp) {
-            Some(a) => (a.state == "firing", a.last_notified_at.is_some()),
-            None => return None,
-        };
-        match arrival {
-            Arrival::New => self.notify(&fp, NotifyAction::Trigger, suppressed.as_ref(), now),
-            // A worse severity may route to more channels: tell them now.
-            Arrival::Escalated if state_firing && suppressed.is_none() => {
-                let action = if notified {
-                    NotifyAction::Repeat
-                } else {
-                    NotifyAction::Trigger
-                };
-                self.notify(&fp, action, None, now)
+        let suppressed = silence(&mut self.open, &fp, &self.silences, &self.windows, now);
+        match (arrival, &suppressed) {
+            (Arrival::New, Some(s)) if self.ready() => self.record_suppressed(&fp, s, now),
+            (Arrival::New, _) => {
+                self.catch_up(&fp, false, now);
+            }
+            // A worse severity: tell the channels told so far again, and any it now routes to.
+            (Arrival::Escalated, None) => {
+                self.catch_up(&fp, true, now);
             }
             _ => {}
         }
@@ -745,12 +803,24 @@ impl AlertManager {
         Some(a)
     }
 
-    /// Silences that ended, windows' opening and closing, repeat notifications.
+    /// Silences that ended, windows' opening and closing, triggers owed, repeats.
     fn housekeeping(&mut self) {
         let now = Utc::now();
         self.silences
             .retain(|s| s.row.deleted_at.is_none() && s.row.ends_at > now);
-        let repeat = self.settings.alerting.repeat_interval_ms;
+        // Only what is in force now is matched against the open alerts (usually nothing).
+        let silences: Vec<Silence> = self
+            .silences
+            .iter()
+            .filter(|s| s.active(now))
+            .cloned()
+            .collect();
+        let windows: Vec<Window> = self
+            .windows
+            .iter()
+            .filter(|w| w.active(now))
+            .cloned()
+            .collect();
         let fps: Vec<String> = self
             .open
             .iter()
@@ -758,35 +828,10 @@ impl AlertManager {
             .map(|(fp, _)| fp.clone())
             .collect();
         for fp in fps {
-            let Some(was_silenced) = self.open.get(&fp).map(|a| a.silenced) else {
-                continue;
-            };
-            let suppressed = self.silence(&fp, now);
-            let Some(a) = self.open.get(&fp) else {
-                continue;
-            };
-            let mut changed = was_silenced != a.silenced;
-            if suppressed.is_none() && self.ready() {
-                let retry_due = self.trigger_retry.get(&fp).is_none_or(|at| now >= *at);
-                match a.last_notified_at {
-                    // Never notified (silenced when it fired, raised before the start-up load,
-                    // or refused by every channel): notify it now.
-                    None if retry_due && !self.channels(&a.severity).is_empty() => {
-                        self.notify(&fp, NotifyAction::Trigger, None, now);
-                        changed = true;
-                    }
-                    Some(at)
-                        if repeat > 0
-                            && now.signed_duration_since(at).num_milliseconds()
-                                >= repeat as i64 =>
-                    {
-                        self.notify(&fp, NotifyAction::Repeat, None, now);
-                        changed = true;
-                    }
-                    _ => {}
-                }
-            }
-            if changed {
+            let was_silenced = self.open.get(&fp).is_some_and(|a| a.silenced);
+            let silenced = silence(&mut self.open, &fp, &silences, &windows, now).is_some();
+            let sent = self.catch_up(&fp, false, now);
+            if sent || was_silenced != silenced {
                 if let Some(a) = self.open.get_mut(&fp) {
                     a.updated_at = now;
                 }
@@ -801,7 +846,7 @@ impl AlertManager {
     fn not_held(&self, id: Uuid, resolved: &str) -> AlertError {
         if self.recent.iter().any(|a| a.id == id) {
             AlertError::Conflict(format!("alert {id} {resolved}"))
-        } else if !self.loaded {
+        } else if !self.ready() {
             AlertError::NotReady(
                 "open alerts are still being loaded from the database; try again shortly".into(),
             )
@@ -818,6 +863,20 @@ impl AlertManager {
         self.find_open(id)
             .or_else(|| self.recent.iter().rev().find(|a| a.id == id))
     }
+}
+
+/// Silence stage: set the open alert's `silenced` flag; the suppression when there is one.
+fn silence(
+    open: &mut HashMap<String, AlertRow>,
+    fp: &str,
+    silences: &[Silence],
+    windows: &[Window],
+    now: DateTime<Utc>,
+) -> Option<Suppression> {
+    let a = open.get_mut(fp)?;
+    let s = suppression(a, silences, windows, now);
+    a.silenced = s.is_some();
+    s
 }
 
 /// The channel names in an alert's `notified_channels` metadata.
@@ -864,6 +923,8 @@ impl Supervised for AlertManager {
         self.silences.clear();
         self.windows.clear();
         self.loaded = false;
+        self.started = std::time::Instant::now();
+        self.trigger_retry.clear();
     }
 }
 
