@@ -402,14 +402,17 @@ impl AlertManager {
             if self.ids.contains_key(&a.id) || self.recent.iter().any(|r| r.id == a.id) {
                 continue;
             }
-            if a.alert_type == types::AGENT_FAILED {
+            // A live alert of the same condition (raised since this start) owns the
+            // fingerprint, and PagerDuty's incident: no resolve may be sent for the stored row.
+            let live = self.open.contains_key(&a.fingerprint);
+            if a.alert_type == types::AGENT_FAILED && !live {
                 // This process started its agents afresh.
                 let row = resolved_row(a, "the process restarted, and its agents with it".into());
                 self.follow_up(&row, NotifyAction::Resolve);
                 self.persist(&row, Some("resolved"));
                 continue;
             }
-            if !self.monitored(&a) {
+            if !self.monitored(&a) && !live {
                 log::info!(
                     "alert {} {} on {}: its rule is no longer evaluated; resolved",
                     a.id,
@@ -444,6 +447,14 @@ impl AlertManager {
                     a.updated_at = now;
                     let merged = format!("merged into alert {}", a.id);
                     self.persist(&resolved_row(newer, merged), Some("resolved"));
+                    if a.state == "acknowledged" {
+                        // Acknowledged while it was the pre-load alert: tell the stored one's
+                        // channels (PagerDuty stops escalating).
+                        self.follow_up(&a, NotifyAction::Acknowledge);
+                        self.persist(&a, Some("acknowledged"));
+                    } else {
+                        self.persist(&a, None);
+                    }
                 } else {
                     let superseded = format!("superseded by alert {}", newer.id);
                     self.open.insert(newer.fingerprint.clone(), newer);
@@ -846,10 +857,8 @@ impl AlertManager {
     fn not_held(&self, id: Uuid, resolved: &str) -> AlertError {
         if self.recent.iter().any(|a| a.id == id) {
             AlertError::Conflict(format!("alert {id} {resolved}"))
-        } else if !self.ready() {
-            AlertError::NotReady(
-                "open alerts are still being loaded from the database; try again shortly".into(),
-            )
+        } else if !self.loaded {
+            not_ready()
         } else {
             AlertError::NotFound(format!("no open alert {id}"))
         }
@@ -863,6 +872,12 @@ impl AlertManager {
         self.find_open(id)
             .or_else(|| self.recent.iter().rev().find(|a| a.id == id))
     }
+}
+
+fn not_ready() -> AlertError {
+    AlertError::NotReady(
+        "open alerts are still being loaded from the database; try again shortly".into(),
+    )
 }
 
 /// Silence stage: set the open alert's `silenced` flag; the suppression when there is one.
@@ -1001,6 +1016,10 @@ impl Handler<AcknowledgeAlert> for AlertManager {
     type Result = Result<AlertRow, AlertError>;
 
     fn handle(&mut self, msg: AcknowledgeAlert, _: &mut Self::Context) -> Self::Result {
+        if !self.ready() {
+            // The alert may be a stored one not loaded yet, or its twin raised since the start.
+            return Err(not_ready());
+        }
         let Some(fp) = self.ids.get(&msg.id).cloned() else {
             return Err(self.not_held(msg.id, "is resolved"));
         };
@@ -1038,6 +1057,10 @@ impl Handler<ResolveAlert> for AlertManager {
     type Result = Result<AlertRow, AlertError>;
 
     fn handle(&mut self, msg: ResolveAlert, _: &mut Self::Context) -> Self::Result {
+        if !self.ready() {
+            // The alert may be a stored one not loaded yet, or its twin raised since the start.
+            return Err(not_ready());
+        }
         let Some(fp) = self.ids.get(&msg.id).cloned() else {
             return Err(self.not_held(msg.id, "is already resolved"));
         };
