@@ -108,44 +108,26 @@ pub(crate) fn clip_chars(s: &str, max: usize) -> String {
 pub(crate) mod test_support {
     use chrono::Utc;
     use serde_json::json;
-    use uuid::Uuid;
 
     use super::super::Notice;
     use super::*;
-    use crate::domain::alert::NotifyAction;
+    use crate::domain::alert::{AlertSignal, NotifyAction};
 
     /// A firing API_SLOW alert on `/orders` (value 900 against 500, seen 3 times).
     pub fn alert() -> AlertRow {
-        let now = Utc::now();
-        AlertRow {
-            id: Uuid::new_v4(),
-            alert_type: "API_SLOW".into(),
-            component: "api".into(),
-            message: "GET /orders p95 is 900 ms".into(),
-            severity: "high".into(),
-            threshold_value: Some(500.0),
-            actual_value: Some(900.0),
-            fingerprint: "0123456789abcdef".into(),
-            labels: json!({ "route": "/orders" }),
-            metadata: json!({ "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736" }),
-            state: "firing".into(),
-            occurrences: 3,
-            acknowledged: false,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            ack_comment: None,
-            resolved: false,
-            resolved_by: None,
-            resolved_at: None,
-            resolution: None,
-            auto_resolved: false,
-            silenced: false,
-            first_seen: now,
-            last_seen: now,
-            last_notified_at: None,
-            created_at: now,
-            updated_at: now,
-        }
+        let signal = AlertSignal::new(
+            "API_SLOW",
+            "api",
+            Severity::High,
+            "GET /orders p95 is 900 ms",
+        )
+        .label("route", "/orders")
+        .measured(900.0, 500.0)
+        .with_metadata(json!({ "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736" }));
+        let mut a = AlertRow::firing(signal, Utc::now());
+        a.fingerprint = "0123456789abcdef".into();
+        a.occurrences = 3;
+        a
     }
 
     pub fn notice(action: NotifyAction) -> Notice {

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::domain::alert::AlertSignal;
+
 use super::schema::{
     admin_audit_logs, alert_silences, diagnostic_reports, learning_patterns, maintenance_windows,
     notification_log, performance_metrics, predictions, repair_history, security_incidents,
@@ -64,6 +66,47 @@ pub struct AlertRow {
     pub last_notified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl AlertRow {
+    /// A new firing alert for `signal` (a fresh id), first seen `now`.
+    pub fn firing(signal: AlertSignal, now: DateTime<Utc>) -> AlertRow {
+        let fingerprint = signal.fingerprint();
+        let labels = signal
+            .labels
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect::<serde_json::Map<_, _>>();
+        AlertRow {
+            id: Uuid::new_v4(),
+            alert_type: signal.alert_type,
+            component: signal.component,
+            message: signal.message,
+            severity: signal.severity.as_str().to_owned(),
+            threshold_value: signal.threshold,
+            actual_value: signal.value,
+            fingerprint,
+            labels: Value::Object(labels),
+            metadata: signal.metadata,
+            state: "firing".into(),
+            occurrences: 1,
+            acknowledged: false,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            ack_comment: None,
+            resolved: false,
+            resolved_by: None,
+            resolved_at: None,
+            resolution: None,
+            auto_resolved: false,
+            silenced: false,
+            first_seen: now,
+            last_seen: now,
+            last_notified_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
 }
 
 /// `notification_log`: one row per notification attempt.

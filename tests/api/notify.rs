@@ -4,10 +4,9 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde_json::json;
 use uuid::Uuid;
 
-use selfheal::domain::alert::{ChannelKind, NotifyAction};
+use selfheal::domain::alert::{AlertSignal, ChannelKind, NotifyAction, Severity};
 use selfheal::notify::{Notice, Notifiers};
 use selfheal::store::{AlertRow, NotificationRow, Store};
 
@@ -19,36 +18,20 @@ const WEBHOOK_PATH: &str = "/services/T000/B000/SECRETWEBHOOK";
 
 /// A firing alert of `severity`.
 fn alert(alert_type: &str, severity: &str) -> AlertRow {
-    let now = Utc::now();
-    AlertRow {
-        id: Uuid::new_v4(),
-        alert_type: alert_type.into(),
-        component: "api".into(),
-        message: format!("{alert_type} on GET /orders"),
-        severity: severity.into(),
-        threshold_value: Some(500.0),
-        actual_value: Some(0.0),
-        fingerprint: format!("{:016x}", fastrand::u64(..)),
-        labels: json!({ "route": "/orders" }),
-        metadata: json!({}),
-        state: "firing".into(),
-        occurrences: 2,
-        acknowledged: false,
-        acknowledged_by: None,
-        acknowledged_at: None,
-        ack_comment: None,
-        resolved: false,
-        resolved_by: None,
-        resolved_at: None,
-        resolution: None,
-        auto_resolved: false,
-        silenced: false,
-        first_seen: now,
-        last_seen: now,
-        last_notified_at: None,
-        created_at: now,
-        updated_at: now,
-    }
+    let severity = Severity::parse(severity).expect("a severity");
+    let signal = AlertSignal::new(
+        alert_type,
+        "api",
+        severity,
+        format!("{alert_type} on GET /orders"),
+    )
+    .label("route", "/orders")
+    .measured(0.0, 500.0)
+    // A fingerprint of its own per test alert.
+    .label("n", format!("{:016x}", fastrand::u64(..)));
+    let mut a = AlertRow::firing(signal, Utc::now());
+    a.occurrences = 2;
+    a
 }
 
 fn notice(alert: &AlertRow, action: NotifyAction) -> Notice {

@@ -557,40 +557,7 @@ impl AlertManager {
             }
             return (fp, Arrival::Repeat);
         }
-        let labels: serde_json::Map<String, Value> = signal
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        let row = AlertRow {
-            id: Uuid::new_v4(),
-            alert_type: signal.alert_type,
-            component: signal.component,
-            message: signal.message,
-            severity: signal.severity.as_str().to_owned(),
-            threshold_value: signal.threshold,
-            actual_value: signal.value,
-            fingerprint: fp.clone(),
-            labels: Value::Object(labels),
-            metadata: signal.metadata,
-            state: "firing".into(),
-            occurrences: 1,
-            acknowledged: false,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            ack_comment: None,
-            resolved: false,
-            resolved_by: None,
-            resolved_at: None,
-            resolution: None,
-            auto_resolved: false,
-            silenced: false,
-            first_seen: now,
-            last_seen: now,
-            last_notified_at: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let row = AlertRow::firing(signal, now);
         log::warn!(
             "alert {} {} [{}] on {}: {}",
             row.id,

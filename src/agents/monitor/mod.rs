@@ -677,11 +677,12 @@ impl Agent for MonitorAgent {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    //! Also the fixtures of `rules`' tests.
     use super::*;
     use crate::domain::metric::Window;
 
-    fn route(p95: f64, errors: u64, count: u64) -> RouteStats {
+    pub(crate) fn route(p95: f64, errors: u64, count: u64) -> RouteStats {
         RouteStats {
             method: "GET".into(),
             route: "/r".into(),
@@ -703,11 +704,12 @@ mod tests {
         Dependencies::default()
     }
 
-    fn calm() -> HostSample {
+    pub(crate) fn calm() -> HostSample {
         HostSample {
             memory_percent: 40.0,
             cpu_percent: 10.0,
             disk_percent: Some(50.0),
+            disk_mount: Some("/".into()),
             rss_percent: Some(1.0),
             ..HostSample::default()
         }
@@ -744,7 +746,7 @@ mod tests {
         assert_eq!(r.checks["api"]["details"]["breaches"][0]["failing"], true);
     }
 
-    fn pool(name: &str, in_use: usize, waiting: usize) -> PoolStatus {
+    pub(crate) fn pool(name: &str, in_use: usize, waiting: usize) -> PoolStatus {
         PoolStatus {
             name: name.into(),
             max_size: 10,
@@ -756,7 +758,7 @@ mod tests {
         }
     }
 
-    fn db(query_ms: Option<f64>, pools: Vec<PoolStatus>) -> Dependencies {
+    pub(crate) fn db(query_ms: Option<f64>, pools: Vec<PoolStatus>) -> Dependencies {
         Dependencies {
             database: Some(DbProbe {
                 query_ms,

@@ -372,39 +372,9 @@ pub fn readings(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agents::monitor::{DbProbe, RedisProbe};
-    use crate::db::PoolStatus;
-    use crate::domain::metric::Window;
+    use crate::agents::monitor::tests::{calm, db, pool, route};
+    use crate::agents::monitor::RedisProbe;
     use crate::redis::RedisMemory;
-
-    fn route(p95: f64, errors: u64, count: u64) -> RouteStats {
-        RouteStats {
-            method: "GET".into(),
-            route: "/r".into(),
-            window: Window::M1,
-            count,
-            rate: 1.0,
-            mean_ms: p95,
-            max_ms: p95,
-            p50_ms: p95,
-            p95_ms: p95,
-            p99_ms: p95,
-            client_errors: 0,
-            errors,
-            error_rate: errors as f64 * 100.0 / count as f64,
-        }
-    }
-
-    fn calm() -> HostSample {
-        HostSample {
-            memory_percent: 40.0,
-            cpu_percent: 10.0,
-            disk_percent: Some(50.0),
-            disk_mount: Some("/".into()),
-            rss_percent: Some(1.0),
-            ..HostSample::default()
-        }
-    }
 
     /// The level of the one reading of `alert_type` (and `component`).
     fn level(r: &Readings, alert_type: &str, component: &str) -> Level {
@@ -509,30 +479,6 @@ mod tests {
             .all(|o| o.signal.alert_type != types::CPU_HIGH));
     }
 
-    fn pool(in_use: usize, waiting: usize) -> PoolStatus {
-        PoolStatus {
-            name: "app".into(),
-            max_size: 10,
-            size: 10,
-            available: 10 - in_use,
-            in_use,
-            waiting,
-            usage_percent: in_use as f64 * 10.0,
-        }
-    }
-
-    fn db(query_ms: Option<f64>, pools: Vec<PoolStatus>) -> Dependencies {
-        Dependencies {
-            database: Some(DbProbe {
-                query_ms,
-                error: query_ms.is_none().then(|| "connection refused".to_owned()),
-                pools,
-                writer: None,
-            }),
-            redis: None,
-        }
-    }
-
     #[test]
     fn database_rules_fire_and_clear() {
         let r = read(&calm(), &[], &db(None, vec![]));
@@ -541,7 +487,7 @@ mod tests {
             level(&r, types::DB_CONNECTION_ERROR, "database"),
             Level::Breach
         );
-        let r = read(&calm(), &[], &db(Some(2.0), vec![pool(1, 0)]));
+        let r = read(&calm(), &[], &db(Some(2.0), vec![pool("app", 1, 0)]));
         assert_eq!(
             level(&r, types::DB_CONNECTION_ERROR, "database"),
             Level::Clear
@@ -551,14 +497,14 @@ mod tests {
             level(&r, types::DB_POOL_EXHAUSTED, "database"),
             Level::Clear
         );
-        let r = read(&calm(), &[], &db(Some(250.0), vec![pool(9, 0)]));
+        let r = read(&calm(), &[], &db(Some(250.0), vec![pool("app", 9, 0)]));
         assert_eq!(level(&r, types::DB_SLOW, "database"), Level::Breach);
         assert_eq!(
             level(&r, types::DB_POOL_EXHAUSTED, "database"),
             Level::Breach
         );
         // Waiting callers are a breach whatever the percentage.
-        let r = read(&calm(), &[], &db(Some(2.0), vec![pool(10, 3)]));
+        let r = read(&calm(), &[], &db(Some(2.0), vec![pool("app", 10, 3)]));
         let o = r
             .observations
             .iter()
