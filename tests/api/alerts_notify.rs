@@ -414,3 +414,42 @@ async fn a_channel_that_refuses_a_notice_is_retried_later_not_on_every_round() {
         "refused notices are retried on every round: {first} then {later}"
     );
 }
+
+#[actix_web::test]
+async fn an_escalation_tells_the_channels_told_so_far_and_pages_the_new_ones() {
+    let ch = Channels::start();
+    // The default routes: high → Slack (and email), critical → Slack and PagerDuty (and email).
+    let mut env: Vec<(&str, &str)> = ch
+        .env()
+        .into_iter()
+        .filter(|(k, _)| *k != "ALERT_ROUTES")
+        .collect();
+    env.push(("API_RESPONSE_THRESHOLD_MS", "100"));
+    let app = quiet_host(&env).await;
+    // p95 of 170 ms against 100 ms: high, which goes to Slack (and email) only.
+    slow_requests(&app, 3, 170).await;
+    let alert = one_alert(&app, "type=API_SLOW", Duration::from_secs(5)).await;
+    assert_eq!(alert["severity"], "high", "{alert}");
+    let id = text(&alert, "id");
+    ch.slack.wait_for(1, Duration::from_secs(5)).await;
+    assert!(
+        ch.pd.requests().is_empty(),
+        "{:#?} {}",
+        ch.pd.requests(),
+        detail(&app, &id).await
+    );
+
+    // Far slower: critical. PagerDuty is paged and Slack hears of it again; still one alert.
+    slow_requests(&app, 6, 450).await;
+    let escalated = alert_when(&app, &id, Duration::from_secs(5), |a| {
+        a["severity"] == "critical"
+    })
+    .await;
+    assert_eq!(escalated["severity"], "critical", "{escalated}");
+    let pd = ch.pd.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(pd_actions(&pd)[0].0, "trigger");
+    let slack = ch.slack.wait_for(2, Duration::from_secs(5)).await;
+    assert_eq!(slack.len(), 2, "one trigger and one escalation: {slack:#?}");
+    let open = crate::alerts::alerts(&app, "type=API_SLOW").await;
+    assert_eq!(open.len(), 1, "{open:?}");
+}

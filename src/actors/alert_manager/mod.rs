@@ -238,8 +238,12 @@ pub struct AlertManager {
     windows: Vec<Window>,
     loaded: bool,
     started: std::time::Instant,
-    /// Alerts whose trigger no channel accepted, and when to try again.
+    /// Alerts a channel refused a notice of, and when to try again.
     trigger_retry: HashMap<String, DateTime<Utc>>,
+    /// Channels still owed a repeat of an alert (an escalation, or a repeat they refused).
+    repeat_owed: HashMap<String, Vec<ChannelKind>>,
+    /// Alerts raised silenced before the start-up load, whose `silenced` rows are not written.
+    unrecorded: std::collections::HashSet<String>,
     counters: Counters,
 }
 
@@ -265,6 +269,8 @@ impl AlertManager {
             loaded: false,
             started: std::time::Instant::now(),
             trigger_retry: HashMap::new(),
+            repeat_owed: HashMap::new(),
+            unrecorded: Default::default(),
             counters: Counters::default(),
         }
     }
@@ -603,17 +609,16 @@ impl AlertManager {
     }
 
     /// Notify: queue `action` on `channels`. Those that accept a trigger or repeat are recorded
-    /// as told; when one refuses, the alert is tried again after [`TRIGGER_RETRY_SECS`].
-    /// Whether any accepted.
+    /// as told. Answers the channels that refused.
     fn notify(
         &mut self,
         fp: &str,
         action: NotifyAction,
         channels: Vec<ChannelKind>,
         now: DateTime<Utc>,
-    ) -> bool {
+    ) -> Vec<ChannelKind> {
         let Some(a) = self.open.get(fp) else {
-            return false;
+            return channels;
         };
         let notice = Notice {
             alert: a.clone(),
@@ -621,26 +626,18 @@ impl AlertManager {
             link: self.link(a.id),
         };
         let mut accepted = Vec::new();
-        let mut refused = false;
+        let mut refused = Vec::new();
         for c in channels {
             if self.notifiers.dispatch(c, notice.clone()) {
                 accepted.push(c);
                 self.counters.dispatched += 1;
             } else {
-                refused = true;
+                refused.push(c);
                 self.counters.refused += 1;
             }
         }
-        if refused {
-            self.trigger_retry.insert(
-                fp.to_owned(),
-                now + chrono::Duration::seconds(TRIGGER_RETRY_SECS),
-            );
-        } else {
-            self.trigger_retry.remove(fp);
-        }
         if accepted.is_empty() {
-            return false;
+            return refused;
         }
         if let Some(a) = self.open.get_mut(fp) {
             a.last_notified_at = Some(now);
@@ -657,14 +654,16 @@ impl AlertManager {
                 None => a.metadata = json!({ NOTIFIED_CHANNELS: told }),
             }
         }
-        true
+        refused
     }
 
     /// Tell what a firing, unsilenced alert is owed: the trigger to channels not told yet (it
     /// fired under a silence or before the start-up load, a channel refused it, or an
-    /// escalation routes it further), or the repeat when `ALERT_REPEAT_INTERVAL_MS` has passed
-    /// (`force_repeat`: now, for an escalation). Whether anything was sent.
-    fn catch_up(&mut self, fp: &str, force_repeat: bool, now: DateTime<Utc>) -> bool {
+    /// escalation routes it further); the repeat to every channel told when
+    /// `ALERT_REPEAT_INTERVAL_MS` has passed, or to the channels still owed one (an escalation,
+    /// or a repeat a channel refused). A refusal is tried again after [`TRIGGER_RETRY_SECS`].
+    /// Whether anything was sent.
+    fn catch_up(&mut self, fp: &str, now: DateTime<Utc>) -> bool {
         if !self.ready() || self.trigger_retry.get(fp).is_some_and(|at| now < *at) {
             return false;
         }
@@ -677,17 +676,45 @@ impl AlertManager {
         let untold = self.untold(a);
         let told = self.told(a);
         let repeat = self.settings.alerting.repeat_interval_ms;
-        let repeat_due = force_repeat
-            || (repeat > 0
-                && a.last_notified_at.is_some_and(|at| {
-                    now.signed_duration_since(at).num_milliseconds() >= repeat as i64
-                }));
+        let repeat_due = repeat > 0
+            && a.last_notified_at.is_some_and(|at| {
+                now.signed_duration_since(at).num_milliseconds() >= repeat as i64
+            });
+        let repeat_to: Vec<ChannelKind> = if repeat_due {
+            told
+        } else {
+            let owed = self.repeat_owed.get(fp);
+            told.into_iter()
+                .filter(|c| owed.is_some_and(|o| o.contains(c)))
+                .collect()
+        };
         let mut sent = false;
-        if repeat_due && !told.is_empty() {
-            sent |= self.notify(fp, NotifyAction::Repeat, told, now);
+        let mut refused_repeat = Vec::new();
+        let mut refused_any = false;
+        if !repeat_to.is_empty() {
+            let n = repeat_to.len();
+            refused_repeat = self.notify(fp, NotifyAction::Repeat, repeat_to, now);
+            sent |= refused_repeat.len() < n;
+            refused_any |= !refused_repeat.is_empty();
         }
         if !untold.is_empty() {
-            sent |= self.notify(fp, NotifyAction::Trigger, untold, now);
+            let n = untold.len();
+            let refused = self.notify(fp, NotifyAction::Trigger, untold, now);
+            sent |= refused.len() < n;
+            refused_any |= !refused.is_empty();
+        }
+        if refused_repeat.is_empty() {
+            self.repeat_owed.remove(fp);
+        } else {
+            self.repeat_owed.insert(fp.to_owned(), refused_repeat);
+        }
+        if refused_any {
+            self.trigger_retry.insert(
+                fp.to_owned(),
+                now + chrono::Duration::seconds(TRIGGER_RETRY_SECS),
+            );
+        } else {
+            self.trigger_retry.remove(fp);
         }
         sent
     }
@@ -714,12 +741,20 @@ impl AlertManager {
         let suppressed = silence(&mut self.open, &fp, &self.silences, &self.windows, now);
         match (arrival, &suppressed) {
             (Arrival::New, Some(s)) if self.ready() => self.record_suppressed(&fp, s, now),
-            (Arrival::New, _) => {
-                self.catch_up(&fp, false, now);
+            (Arrival::New, Some(_)) => {
+                // Recorded by housekeeping once the load confirms the suppression.
+                self.unrecorded.insert(fp.clone());
+            }
+            (Arrival::New, None) => {
+                self.catch_up(&fp, now);
             }
             // A worse severity: tell the channels told so far again, and any it now routes to.
             (Arrival::Escalated, None) => {
-                self.catch_up(&fp, true, now);
+                if let Some(a) = self.open.get(&fp) {
+                    let told = self.told(a);
+                    self.repeat_owed.insert(fp.clone(), told);
+                }
+                self.catch_up(&fp, now);
             }
             _ => {}
         }
@@ -753,6 +788,8 @@ impl AlertManager {
         self.ids.remove(&a.id);
         self.repeat_persisted.remove(fp);
         self.trigger_retry.remove(fp);
+        self.repeat_owed.remove(fp);
+        self.unrecorded.remove(fp);
         self.tracker.forget(fp);
         a.state = "resolved".into();
         a.resolved = true;
@@ -807,8 +844,14 @@ impl AlertManager {
             .collect();
         for fp in fps {
             let was_silenced = self.open.get(&fp).is_some_and(|a| a.silenced);
-            let silenced = silence(&mut self.open, &fp, &silences, &windows, now).is_some();
-            let sent = self.catch_up(&fp, false, now);
+            let suppressed = silence(&mut self.open, &fp, &silences, &windows, now);
+            let silenced = suppressed.is_some();
+            if self.ready() && self.unrecorded.remove(&fp) {
+                if let Some(s) = &suppressed {
+                    self.record_suppressed(&fp, s, now);
+                }
+            }
+            let sent = self.catch_up(&fp, now);
             if sent || was_silenced != silenced {
                 if let Some(a) = self.open.get_mut(&fp) {
                     a.updated_at = now;
@@ -907,6 +950,8 @@ impl Supervised for AlertManager {
         self.loaded = false;
         self.started = std::time::Instant::now();
         self.trigger_retry.clear();
+        self.repeat_owed.clear();
+        self.unrecorded.clear();
     }
 }
 
