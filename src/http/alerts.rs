@@ -56,21 +56,18 @@ fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("{what} id must be a UUID (got {raw:?})")))
 }
 
-/// A JSON body that may be empty (then `T::default()`); malformed JSON is a 422.
-fn optional_body<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+/// A JSON body, `None` when empty; malformed JSON is a 422.
+fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
+        return Ok(None);
     }
     serde_json::from_slice(body)
+        .map(Some)
         .map_err(|e| ApiError::Unprocessable(format!("invalid JSON body: {e}")))
 }
 
 fn required_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::BadRequest("a JSON body is required".to_owned()));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::Unprocessable(format!("invalid JSON body: {e}")))
+    json_body(body)?.ok_or_else(|| ApiError::BadRequest("a JSON body is required".to_owned()))
 }
 
 /// Query of `/alerts`.
@@ -227,78 +224,41 @@ fn comment(a: &AlertAction) -> Result<Option<String>, ApiError> {
     Ok(c)
 }
 
-/// Whether the alert exists at all (for a 404 rather than a 409).
-async fn known(sh: &SelfHeal, id: Uuid) -> Option<crate::store::AlertRow> {
-    sh.store.alert(id).await.data
-}
-
-/// `POST /api/v1/system/alerts/{id}/acknowledge` with `{who?, comment?}`.
-pub async fn acknowledge_alert(
-    sh: Sh,
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Bytes,
+/// Acknowledge or resolve: the body, the AlertManager's answer, and the audit row.
+async fn act_on_alert(
+    sh: &SelfHeal,
+    req: &HttpRequest,
+    raw_id: &str,
+    body: &[u8],
+    resolve: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id, "alert")?;
-    let action: AlertAction = optional_body(&body)?;
+    let id = parse_id(raw_id, "alert")?;
+    let action: AlertAction = json_body(body)?.unwrap_or_default();
     let comment = comment(&action)?;
-    let by = actor(&req, action.who);
-    let answer = sh
-        .alerts
-        .send(AcknowledgeAlert {
+    let by = actor(req, action.who);
+    let answer = if resolve {
+        let msg = ResolveAlert {
             id,
             by: by.clone(),
             comment: comment.clone(),
-        })
-        .await?;
-    let row = match answer {
-        Ok(row) => row,
-        Err(AlertError::NotFound(m)) => {
-            return Err(match known(&sh, id).await {
-                Some(a) => ApiError::Conflict(format!("alert {id} is {}", a.state)),
-                None => ApiError::NotFound(m),
-            })
-        }
-        Err(e) => return Err(e.into()),
+        };
+        sh.alerts.send(msg).await?
+    } else {
+        let msg = AcknowledgeAlert {
+            id,
+            by: by.clone(),
+            comment: comment.clone(),
+        };
+        sh.alerts.send(msg).await?
     };
-    audit(
-        &sh,
-        &req,
-        "alert.acknowledge",
-        "alert",
-        &id.to_string(),
-        json!({ "by": by, "comment": comment }),
-    );
-    Ok(ok(row))
-}
-
-/// `POST /api/v1/system/alerts/{id}/resolve` with `{who?, comment?}` (or `resolution`).
-pub async fn resolve_alert(
-    sh: Sh,
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id, "alert")?;
-    let action: AlertAction = optional_body(&body)?;
-    let comment = comment(&action)?;
-    let by = actor(&req, action.who);
-    let answer = sh
-        .alerts
-        .send(ResolveAlert {
-            id,
-            by: by.clone(),
-            comment: comment.clone(),
-        })
-        .await?;
     let row = match answer {
         Ok(row) => row,
+        // Not held here: a 409 when the store knows it (resolved, or another instance's).
         Err(AlertError::NotFound(m)) => {
-            return Err(match known(&sh, id).await {
+            return Err(match sh.store.alert(id).await.data {
                 Some(a) if a.state == "resolved" => {
                     ApiError::Conflict(format!("alert {id} is already resolved"))
                 }
-                // In the store as open, but not held here (another instance's alert).
                 Some(a) => ApiError::Conflict(format!(
                     "alert {id} is {} but not held by this instance",
                     a.state
@@ -308,15 +268,40 @@ pub async fn resolve_alert(
         }
         Err(e) => return Err(e.into()),
     };
+    let what = if resolve {
+        "alert.resolve"
+    } else {
+        "alert.acknowledge"
+    };
     audit(
-        &sh,
-        &req,
-        "alert.resolve",
+        sh,
+        req,
+        what,
         "alert",
         &id.to_string(),
         json!({ "by": by, "comment": comment }),
     );
     Ok(ok(row))
+}
+
+/// `POST /api/v1/system/alerts/{id}/acknowledge` with `{who?, comment?}`.
+pub async fn acknowledge_alert(
+    sh: Sh,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    act_on_alert(&sh, &req, &id, &body, false).await
+}
+
+/// `POST /api/v1/system/alerts/{id}/resolve` with `{who?, comment?}` (or `resolution`).
+pub async fn resolve_alert(
+    sh: Sh,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    act_on_alert(&sh, &req, &id, &body, true).await
 }
 
 /// `GET /api/v1/system/silences`: active and pending silences.

@@ -45,9 +45,9 @@ pub(crate) use format::{
     clip_chars, facts, is_web_link, redact, resolution_text, severity, severity_label,
 };
 
-pub use email::EmailNotifier;
-pub use pagerduty::PagerDutyNotifier;
-pub use slack::SlackNotifier;
+use email::EmailNotifier;
+use pagerduty::PagerDutyNotifier;
+use slack::SlackNotifier;
 use worker::{Enqueue, RetryPolicy, Worker};
 
 /// What a channel is asked to deliver: the alert as it is now, why, and where to see it.

@@ -299,20 +299,14 @@ impl AlertManager {
         }
     }
 
-    /// The channels an alert's trigger went to (configured now); for alerts stored without
-    /// the list, the severity's channels when it was notified.
+    /// The channels an alert's trigger went to (`notified_channels`), configured now.
     fn told(&self, a: &AlertRow) -> Vec<ChannelKind> {
-        match a.metadata.get(NOTIFIED_CHANNELS).and_then(Value::as_array) {
-            Some(list) => {
-                let enabled = self.notifiers.enabled();
-                list.iter()
-                    .filter_map(|v| v.as_str().and_then(ChannelKind::parse))
-                    .filter(|c| enabled.contains(c))
-                    .collect()
-            }
-            None if a.last_notified_at.is_some() => self.channels(&a.severity),
-            None => Vec::new(),
-        }
+        let enabled = self.notifiers.enabled();
+        told_names(&a.metadata)
+            .iter()
+            .filter_map(|c| ChannelKind::parse(c))
+            .filter(|c| enabled.contains(c))
+            .collect()
     }
 
     /// Send a follow-up (acknowledge, resolve) to the channels told of the alert.

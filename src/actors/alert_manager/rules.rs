@@ -33,6 +33,7 @@ pub struct Tracker {
 
 impl Tracker {
     /// Whether no rule is firing or pending.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
