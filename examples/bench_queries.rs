@@ -44,8 +44,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use hdrhistogram::Histogram;
 
 use selfheal::actors::metrics_store::{GetQueryReport, MetricsStore};
-use selfheal::db::{QueryCollector, QueryLogger, QueryLoggerOptions};
-use selfheal::middleware::trace_context::TraceContext;
+use selfheal::actors::query_collector::QueryCollector;
+use selfheal::db::{QueryLogger, QueryLoggerOptions};
+use selfheal::trace::TraceContext;
 
 diesel::table! {
     bench_items (id) {
@@ -248,11 +249,17 @@ struct Collector {
 
 fn start_collector() -> Collector {
     let logger = QueryLogger::new(QueryLoggerOptions {
-        slow_threshold: Duration::from_millis(500),
         log_all_queries: false,
     });
-    let metrics = MetricsStore::new(1_000).start();
-    QueryCollector::new(logger.clone(), metrics.clone(), FLUSH_EVERY).start();
+    let metrics = MetricsStore::standalone(1_000).start();
+    QueryCollector::new(
+        logger.clone(),
+        metrics.clone(),
+        FLUSH_EVERY,
+        &selfheal::config::knobs::defaults(),
+        Default::default(),
+    )
+    .start();
     Collector { logger, metrics }
 }
 

@@ -65,27 +65,37 @@ fn parse_args() -> Result<(Mode, u16), String> {
 
 /// Settings for `selfheal` mode: the environment, then every agent on, full sampling.
 fn selfheal_settings(port: u16) -> Result<selfheal::Settings, String> {
-    let mut s = selfheal::Settings::from_env().map_err(|e| e.to_string())?;
-    s.server.host = "127.0.0.1".to_owned();
-    s.server.port = port;
-    s.server.workers = 1;
+    let _ = dotenvy::dotenv();
+    let monitor_ms = std::env::var("MONITOR_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map_or(MONITOR_INTERVAL_MS, |ms| ms.min(MONITOR_INTERVAL_MS));
+    let mut forced: Vec<(String, String)> = vec![
+        ("HOST".into(), "127.0.0.1".into()),
+        ("PORT".into(), port.to_string()),
+        ("HTTP_WORKERS".into(), "1".into()),
+        ("ENABLE_SELF_HEALING".into(), "true".into()),
+        ("TRACE_SAMPLE_RATE".into(), "1".into()),
+        ("MONITOR_INTERVAL_MS".into(), monitor_ms.to_string()),
+    ];
+    forced.extend(selfheal::agents::registry().names().into_iter().map(|n| {
+        (
+            format!("{}_AGENT_ENABLED", n.to_ascii_uppercase()),
+            "true".into(),
+        )
+    }));
+    let mut s = selfheal::Settings::from_lookup(|k| {
+        forced
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(k).ok())
+    })
+    .map_err(|e| e.to_string())?;
     if s.server.admin_token.is_none() {
-        s.server.admin_token = Some("bench-admin-token".to_owned());
+        s.server.admin_token = Some("bench-admin-token-0123456789".to_owned());
     }
-    s.enable_self_healing = true;
-    let a = &mut s.agents;
-    a.monitor = true;
-    a.security = true;
-    a.diagnostic = true;
-    a.repair = true;
-    a.learning = true;
-    a.predictive = true;
-    a.performance = true;
-    s.intervals.monitor_ms = match s.intervals.monitor_ms {
-        0 => MONITOR_INTERVAL_MS,
-        ms => ms.min(MONITOR_INTERVAL_MS),
-    };
-    s.tracer.sample_rate = 1.0;
     // The bench route must be traced whatever TRACE_EXCLUDE_PATHS says.
     s.tracer
         .exclude_paths

@@ -17,6 +17,8 @@ pub struct RedisHandle {
     pool: Pool,
     prefix: String,
     timeout: Duration,
+    /// Where it connects, without credentials (for logs).
+    address: String,
 }
 
 /// `INFO memory`: used memory and the configured limit (`0`: none).
@@ -55,7 +57,13 @@ impl RedisHandle {
             pool,
             prefix: prefix.to_owned(),
             timeout,
+            address: crate::agents::external::redact_url(url),
         })
+    }
+
+    /// Where it connects, without credentials.
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
     /// `suffix` with the configured prefix: the only way selfheal names a key.

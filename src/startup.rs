@@ -4,10 +4,11 @@
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use actix_web::{App, HttpServer};
+use actix_web::{web, App, HttpServer};
 
 use crate::config::Settings;
-use crate::system::{SelfHeal, StartError};
+use crate::handles::SelfHeal;
+use crate::system::StartError;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +47,13 @@ impl Application {
         let workers = settings.server.workers;
         let selfheal = SelfHeal::start(settings).await?;
         let sh = selfheal.clone();
-        let mut server =
-            HttpServer::new(move || App::new().wrap(sh.tracer()).configure(sh.routes()));
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(sh.tracer())
+                .configure(sh.routes())
+                // Every other path: a JSON 404, like the system routes'.
+                .default_service(web::to(crate::http::health::not_found))
+        });
         if workers > 0 {
             server = server.workers(workers);
         }

@@ -1,10 +1,12 @@
-//! `SelfHeal`: the running system and the typed handles to its actors.
+//! Starting and stopping the system ([`SelfHeal::start`], [`SelfHeal::shutdown`]), the
+//! standard configuration (selfheal's sections plus the registered agents'), and [`init`]:
+//! settings and logging for a binary or an embedding app.
 //!
-//! [`SelfHeal::start`] starts, inside the current actix `System`: the `EventBus` and the
-//! `MetricsStore` (each under actix's `Supervisor`), then the `SystemSupervisor`, which
-//! starts the agents in order. A host app then `.wrap(selfheal.tracer())`s its `App` and
-//! `.configure(selfheal.routes())`s the system routes; [`SelfHeal::shutdown`] stops the
-//! agents in reverse order after the HTTP server has drained.
+//! Start order, inside the current actix `System`: the admin token; the store (its writer on an
+//! arbiter of its own); the EventBus, the MetricsStore (with the query collector) and the
+//! AlertManager, each under actix's `Supervisor` on an arbiter of its own so none can stall
+//! another; the notifier workers; then the `SystemSupervisor`, which starts the agents in
+//! order. Stop is the reverse (see [`SelfHeal::shutdown`]).
 
 use std::io::Write;
 use std::path::Path;
@@ -12,21 +14,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use uuid::Uuid;
 
 use crate::actors::agent::AgentContext;
-use crate::actors::alert_manager::AlertManager;
-use crate::actors::event_bus::{EventBus, Publish};
-use crate::actors::metrics_store::{MetricsOptions, MetricsStore, PersistOptions, PersistRollups};
-use crate::actors::supervisor::{InjectAgentPanic, Registry, StopAll, SystemSupervisor};
-use crate::config::Settings;
-use crate::db::{PgPool, PoolRegistry, QueryCollector, QueryLogger, QueryLoggerOptions};
+use crate::actors::alert_manager::{self, AlertManager};
+use crate::actors::event_bus::{self, EventBus, Publish};
+use crate::actors::metrics_store::{
+    self, MetricsOptions, MetricsStore, PersistOptions, PersistRollups,
+};
+use crate::actors::query_collector::{self, QueryCollector};
+use crate::actors::supervisor::{self, AgentHandles, Registry, StopAll, SystemSupervisor};
+use crate::config::{ConfigError, Knob, Settings};
+use crate::db::{PoolRegistry, QueryLogger, QueryLoggerOptions};
 use crate::domain::event::{Event, Payload};
-use crate::middleware::request_tracer::{InFlightRegistry, RequestTracer};
+use crate::handles::{AuthCounters, SelfHeal};
+use crate::middleware::request_tracer::InFlightRegistry;
 use crate::notify::Notifiers;
+use crate::outbound::Breakers;
 use crate::redis::RedisHandle;
 use crate::store::{Store, StoreError};
+use crate::supervision::{ActorRegistry, Core, Reporter};
 
 /// Why the system could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,35 +47,63 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
-    #[error("DATABASE_URL: {0}")]
+    #[error("{0}")]
     Database(#[from] StoreError),
     #[error("{0}")]
     Redis(String),
 }
 
-/// Handles to the running system. Cheap to clone; held by handlers in `web::Data`.
-#[derive(Clone)]
-pub struct SelfHeal {
-    pub settings: Arc<Settings>,
-    pub bus: Addr<EventBus>,
-    pub metrics: Addr<MetricsStore>,
-    /// Alerts, silences and maintenance windows.
-    pub alerts: Addr<AlertManager>,
-    /// The notification channels' workers (for the shutdown drain).
-    notifiers: Notifiers,
-    pub supervisor: Addr<SystemSupervisor>,
-    pub in_flight: InFlightRegistry,
-    /// History: Postgres behind a write-behind queue, or memory (standalone).
-    pub store: Store,
-    /// Redis, when `REDIS_URL` is set.
-    pub redis: Option<RedisHandle>,
-    /// Postgres pools the Monitor watches and `/queries` shows.
-    pub pools: PoolRegistry,
-    query_logger: QueryLogger,
-    instance_id: Uuid,
-    admin_token: Arc<str>,
-    started: Instant,
-    started_at: DateTime<Utc>,
+impl Settings {
+    /// Read `.env` (if present), then the environment: selfheal's own knobs and those of every
+    /// agent in [`crate::agents::registry`].
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_with(&crate::agents::registry().sections())
+    }
+
+    /// Parse from any key lookup (tests pass a map), with the standard agents.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::from_lookup_with(&crate::agents::registry().sections(), lookup)
+    }
+
+    /// Every knob of the standard configuration, in `.env.example` order.
+    pub fn knobs() -> Vec<Knob> {
+        Self::knobs_with(&crate::agents::registry().sections())
+    }
+}
+
+/// Settings and logging for a binary or an embedding app, in one call: read `.env` and the
+/// environment, install the logger (env_logger, `RUST_LOG`, default `info`, with the log
+/// ring behind it), and on a configuration error print every problem and exit with code 2.
+pub fn init() -> Settings {
+    match init_or_exit_code() {
+        Ok(s) => s,
+        Err(code) => std::process::exit(i32::from(code)),
+    }
+}
+
+/// [`init`], answering the exit code instead of exiting (for a `main` that returns one).
+pub fn init_or_exit_code() -> Result<Settings, u8> {
+    let settings = Settings::from_env();
+    let max_logs = settings.as_ref().map_or(1_000, |s| s.metrics.max_logs);
+    if !crate::logging::init(max_logs) {
+        eprintln!(
+            "selfheal: a logger was installed already; WARN and ERROR lines are not kept for \
+             /api/v1/system/logs (wrap yours with selfheal::logging::RingLogger::wrapping)"
+        );
+    }
+    // A panic anywhere goes to the log with its location; actors' panics are also caught and
+    // turned into restarts by their supervision.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        log::error!(
+            "panic in thread {}: {info}",
+            thread.name().unwrap_or("unnamed")
+        );
+    }));
+    settings.map_err(|e| {
+        eprintln!("selfheal: {e}");
+        2
+    })
 }
 
 impl SelfHeal {
@@ -80,9 +116,17 @@ impl SelfHeal {
     /// Start with a given agent registry.
     pub async fn start_with(settings: Settings, registry: Registry) -> Result<Self, StartError> {
         let admin_token = admin_token(&settings)?;
+        crate::logging::ring().set_capacity(settings.metrics.max_logs);
         let settings = Arc::new(settings);
         let instance_id = Uuid::new_v4();
-        let store = Store::from_settings(&settings)?;
+        let reporter = Reporter::default();
+        let actors = ActorRegistry::default();
+        let policy = settings.supervisor.clone();
+        let breakers = Breakers::new(
+            settings.outbound.breaker_failures,
+            Duration::from_millis(settings.outbound.breaker_open_ms),
+        );
+        let store = Store::from_settings(&settings, reporter.clone())?;
         let pools = PoolRegistry::default();
         if let Some(pg) = store.pg() {
             pools.add("selfheal", pg.pool().clone());
@@ -99,35 +143,82 @@ impl SelfHeal {
             ),
             None => None,
         };
-        let history = settings.metrics.event_history;
-        let bus = Supervisor::start(move |_| EventBus::new(history));
-        let metrics_options = MetricsOptions {
-            max_series: settings.metrics.max_series,
-            max_fingerprints: settings.database.max_fingerprints,
-            slow_query_ms: settings.thresholds.db_slow_query_ms,
-            events: Some(bus.clone()),
-            persist: Some(PersistOptions {
-                store: store.clone(),
-                instance_id,
-                every: Duration::from_millis(settings.database.persist_interval_ms),
-            }),
+        let mut arbiters = Vec::new();
+        let mut arbiter = || {
+            let a = Arbiter::new().handle();
+            arbiters.push(a.clone());
+            a
         };
-        let metrics = Supervisor::start(move |_| MetricsStore::with_options(metrics_options));
+
+        let mut bus = EventBus::new(settings.metrics.event_history, &policy, reporter.clone());
+        let cell = bus.status_cell();
+        let bus = Supervisor::start_in_arbiter(&arbiter(), move |_| bus);
+        actors.add_core(event_bus::NAME, cell, &bus);
+        {
+            let bus = bus.clone();
+            reporter.set_publisher(move |event| bus.do_send(Publish(event)));
+        }
+
+        let metrics_arbiter = arbiter();
+        let mut metrics = MetricsStore::new(
+            MetricsOptions {
+                max_series: settings.metrics.max_series,
+                max_fingerprints: settings.database.max_fingerprints,
+                slow_query_ms: settings.thresholds.db_slow_query_ms,
+                slow_request_ms: settings.tracer.slow_threshold_ms,
+                events: Some(bus.clone()),
+                persist: Some(PersistOptions {
+                    store: store.clone(),
+                    instance_id,
+                    every: Duration::from_millis(settings.database.persist_interval_ms),
+                }),
+            },
+            &policy,
+            reporter.clone(),
+        );
+        let cell = metrics.status_cell();
+        let metrics = Supervisor::start_in_arbiter(&metrics_arbiter, move |_| metrics);
+        actors.add_core(metrics_store::NAME, cell, &metrics);
+
         let query_logger = QueryLogger::new(QueryLoggerOptions {
-            slow_threshold: Duration::from_millis(settings.thresholds.db_slow_query_ms),
             log_all_queries: settings.database.log_all_queries,
         });
-        {
-            let (logger, metrics) = (query_logger.clone(), metrics.clone());
-            let every = Duration::from_millis(settings.tracer.flush_interval_ms.max(1));
-            Supervisor::start(move |_| QueryCollector::new(logger, metrics, every));
+        let mut collector = QueryCollector::new(
+            query_logger.clone(),
+            metrics.clone(),
+            Duration::from_millis(settings.tracer.flush_interval_ms.max(1)),
+            &policy,
+            reporter.clone(),
+        );
+        let cell = collector.status_cell();
+        // Light work (a buffer swap every flush): it shares the MetricsStore's thread.
+        let collector = Supervisor::start_in_arbiter(&metrics_arbiter, move |_| collector);
+        actors.add_core(query_collector::NAME, cell, &collector);
+
+        if let Some((writer, cell)) = store.writer() {
+            actors.add_core(crate::store::writer::NAME, cell, &writer);
         }
-        let notifiers = Notifiers::start(&settings.notify, store.clone());
-        let alerts = {
-            let (settings, store, bus) = (settings.clone(), store.clone(), bus.clone());
-            let notifiers = notifiers.clone();
-            Supervisor::start(move |_| AlertManager::new(settings, store, bus, notifiers))
-        };
+
+        let notifiers = Notifiers::start(&settings.notify, store.clone(), &breakers);
+        let mut alerts = AlertManager::new(
+            settings.clone(),
+            store.clone(),
+            bus.clone(),
+            notifiers.clone(),
+            actors.clone(),
+            reporter.clone(),
+        );
+        let cell = alerts.status_cell();
+        let alerts = Supervisor::start_in_arbiter(&arbiter(), move |_| alerts);
+        actors.add_core(alert_manager::NAME, cell, &alerts);
+        reporter.set_alerts(alert_manager::NAME, alerts.clone().recipient());
+        {
+            let (settings, notifiers, store) = (settings.clone(), notifiers.clone(), store.clone());
+            reporter.set_fallback(move |report| {
+                alert_manager::fallback(&settings, &notifiers, &store, report)
+            });
+        }
+
         let cx = AgentContext {
             settings: settings.clone(),
             bus: bus.clone(),
@@ -136,23 +227,50 @@ impl SelfHeal {
             store: store.clone(),
             redis: redis.clone(),
             pools: pools.clone(),
+            breakers: breakers.clone(),
+            actors: actors.clone(),
             instance_id,
         };
-        let supervisor = SystemSupervisor::start(registry, cx).await;
-        let agents = supervisor.started_names();
-        let supervisor = supervisor.start();
+        let handles = AgentHandles::default();
+        let mut system_supervisor = SystemSupervisor::start(
+            registry,
+            cx,
+            actors.clone(),
+            handles.clone(),
+            reporter.clone(),
+            &policy,
+        )
+        .await;
+        let agents = system_supervisor.started_names();
+        let cell = system_supervisor.status_cell();
+        let supervisor = Supervisor::start(move |_| system_supervisor);
+        actors.add_core(supervisor::NAME, cell, &supervisor);
+
         let started_at = Utc::now();
         log::info!(
             "selfheal {} started (instance {instance_id}; store: {}; redis: {}); agents running: {}",
             env!("CARGO_PKG_VERSION"),
             store.backend(),
-            if redis.is_some() { "on" } else { "off" },
+            match &settings.redis_url {
+                Some(_) => "on".to_owned(),
+                None => "off".to_owned(),
+            },
             if agents.is_empty() {
                 "none".to_owned()
             } else {
                 agents.join(", ")
             }
         );
+        if let Some(r) = &redis {
+            // Redis is optional: down at start is a warning, with where it was looked for.
+            if let Err(e) = r.ping().await {
+                log::warn!(
+                    "redis: not answering at start ({e}) at {}; selfheal runs without it and \
+                     reconnects when it is back",
+                    r.address()
+                );
+            }
+        }
         bus.do_send(Publish(Event::new(
             "Orchestrator",
             Payload::SystemStatus {
@@ -166,12 +284,18 @@ impl SelfHeal {
             bus,
             metrics,
             alerts,
-            notifiers,
             supervisor,
+            actors,
+            agents: handles,
             in_flight: InFlightRegistry::default(),
             store,
             redis,
             pools,
+            breakers,
+            auth: Arc::new(AuthCounters::default()),
+            notifiers,
+            reporter,
+            arbiters,
             query_logger,
             instance_id,
             admin_token,
@@ -180,66 +304,8 @@ impl SelfHeal {
         })
     }
 
-    /// The request tracer middleware, for `App::wrap`.
-    pub fn tracer(&self) -> RequestTracer {
-        RequestTracer::new(
-            self.settings.tracer.clone(),
-            self.metrics.clone(),
-            self.bus.clone(),
-            self.in_flight.clone(),
-        )
-    }
-
-    /// `GET /health` and `/api/v1/system/*`, for `App::configure`.
-    pub fn routes(&self) -> impl FnOnce(&mut actix_web::web::ServiceConfig) {
-        crate::http::routes::configure(self.clone())
-    }
-
-    /// The query logger, to install on the host app's diesel-async pool:
-    /// `Pool::builder(selfheal.query_logger().manager(&url))`.
-    pub fn query_logger(&self) -> QueryLogger {
-        self.query_logger.clone()
-    }
-
-    /// Watch a host pool: the Monitor grades its usage against `DB_POOL_THRESHOLD` and
-    /// `/api/v1/system/queries` shows its status.
-    pub fn watch_pool(&self, name: &str, pool: PgPool) {
-        self.pools.add(name, pool);
-    }
-
-    /// This process's id (rollup rows and the Redis heartbeat carry it).
-    pub fn instance_id(&self) -> Uuid {
-        self.instance_id
-    }
-
-    /// The admin token the system routes accept.
-    pub fn admin_token(&self) -> &str {
-        &self.admin_token
-    }
-
-    /// Time since start.
-    pub fn uptime(&self) -> std::time::Duration {
-        self.started.elapsed()
-    }
-
-    /// When the system started.
-    pub fn started_at(&self) -> DateTime<Utc> {
-        self.started_at
-    }
-
-    /// Make the named agent's next `times` ticks panic. For tests and the demo's fault route.
-    pub async fn inject_agent_panic(&self, name: &str, times: u32) -> Result<bool, String> {
-        self.supervisor
-            .send(InjectAgentPanic {
-                name: name.to_owned(),
-                times,
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
-    }
-
-    /// Stop the agents, last started first. Call after the HTTP server has stopped.
+    /// Stop the agents, last started first, let the notifications on their way out go, write
+    /// what is queued, then stop the core actors. Call after the HTTP server has stopped.
     pub async fn shutdown(&self) {
         self.bus.do_send(Publish(Event::new(
             "Orchestrator",
@@ -250,7 +316,9 @@ impl SelfHeal {
             },
         )));
         if self.supervisor.send(StopAll).await.is_err() {
-            log::warn!("the supervisor was gone before shutdown");
+            log::warn!(
+                "the system supervisor did not answer at shutdown; agents stop with their arbiters"
+            );
         }
         // Notifications on their way (their attempts are rows to write below).
         let deadline = Instant::now() + Duration::from_millis(self.settings.notify.timeout_ms);
@@ -289,17 +357,33 @@ impl SelfHeal {
                 ),
             }
         }
+        for a in &self.arbiters {
+            a.stop();
+        }
         log::info!("selfheal stopped");
     }
 }
 
-/// The configured token, or a generated one written to `SYSTEM_ADMIN_TOKEN_FILE` (0600).
+/// The configured token; else the one a previous start generated (`SYSTEM_ADMIN_TOKEN_FILE`),
+/// so the operator's saved token keeps working; else a new one, written there (0600).
 fn admin_token(settings: &Settings) -> Result<Arc<str>, StartError> {
     if let Some(token) = &settings.server.admin_token {
         return Ok(Arc::from(token.as_str()));
     }
-    let mut bytes = [0u8; 32];
     let path = settings.server.admin_token_file.clone();
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let token = existing.trim();
+        if token.len() >= crate::config::server::MIN_ADMIN_TOKEN_CHARS
+            && token.bytes().all(|b| b.is_ascii_graphic())
+        {
+            log::info!(
+                "SYSTEM_ADMIN_TOKEN is not set: using the admin token generated earlier in {path}"
+            );
+            return Ok(Arc::from(token));
+        }
+        log::warn!("{path} does not hold a usable admin token; generating a new one");
+    }
+    let mut bytes = [0u8; 32];
     let fail = |source| StartError::TokenFile {
         path: path.clone(),
         source,

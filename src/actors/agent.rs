@@ -1,9 +1,10 @@
-//! The `Agent` trait: what an agent implements to be started, ticked, fed events, supervised
-//! and reported on. See `docs/ADDING_AN_AGENT.md`.
+//! The `Agent` trait: what an agent implements to be configured, started, ticked, fed events,
+//! sent commands, supervised and reported on. See `docs/ADDING_AN_AGENT.md`.
 //!
 //! An agent is plain state plus async methods. It never sees actix: the harness
-//! ([`crate::actors::harness::AgentActor`]) runs one of its jobs at a time (a tick or an event),
-//! catches a panic in any of them, and rebuilds the agent from [`Agent::build`] after a backoff.
+//! ([`crate::actors::harness::AgentActor`]) runs one of its jobs at a time (a tick, an event,
+//! a command) under a deadline, catches a panic in any of them, and rebuilds the agent from
+//! [`Agent::build`] after a backoff.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,9 +15,12 @@ use actix::Addr;
 use crate::actors::alert_manager::AlertManager;
 use crate::actors::event_bus::{EventBus, Publish};
 use crate::actors::metrics_store::MetricsStore;
-use crate::config::Settings;
+use crate::config::{Section, Settings};
+use crate::supervision::ActorRegistry;
+
 use crate::db::PoolRegistry;
 use crate::domain::event::{Channel, Event, Payload};
+use crate::outbound::Breakers;
 use crate::redis::RedisHandle;
 use crate::store::Store;
 use uuid::Uuid;
@@ -47,6 +51,10 @@ pub struct AgentContext {
     pub redis: Option<RedisHandle>,
     /// Postgres pools to watch (selfheal's own and the host's).
     pub pools: PoolRegistry,
+    /// The circuit breakers of outbound calls (one per target).
+    pub breakers: Breakers,
+    /// Every supervised actor's status.
+    pub actors: ActorRegistry,
     /// This process, among instances sharing a database or Redis.
     pub instance_id: Uuid,
 }
@@ -58,29 +66,41 @@ impl AgentContext {
     }
 }
 
+/// The command type of an agent that takes none: it has no value, so no command can be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoCommand {}
+
 /// A supervised agent.
 pub trait Agent: Sized + Unpin + 'static {
-    /// The registry name, e.g. `"Monitor"` (routes match it case-insensitively).
+    /// The registry name, e.g. `"Monitor"` (routes match it case-insensitively). Its switch
+    /// is `<NAME>_AGENT_ENABLED` and its job deadline `<NAME>_JOB_TIMEOUT_MS`.
     const NAME: &'static str;
 
-    /// Whether configuration switches the agent on (`<NAME>_AGENT_ENABLED` by default).
-    fn enabled(settings: &Settings) -> bool {
-        settings.agents.is_enabled(Self::NAME)
-    }
+    /// The agent's own settings section (`()` for none): parsed and validated with the rest
+    /// of the configuration, listed in `.env.example` and the README table.
+    type Settings: Section;
 
-    /// How often [`Agent::tick`] runs; `None` for an agent that only reacts to events.
-    fn interval(settings: &Settings) -> Option<Duration>;
+    /// What HTTP handlers (or other code) can ask of the agent through its handle
+    /// ([`NoCommand`] for nothing).
+    type Command: Send + Unpin + 'static;
+
+    /// The answer to a command.
+    type Reply: Send + Unpin + 'static;
+
+    /// How often [`Agent::tick`] runs, from the agent's own settings; `None` for an agent that
+    /// only reacts to events and commands.
+    fn interval(own: &Self::Settings) -> Option<Duration>;
 
     /// The channels whose events reach [`Agent::on_event`].
     fn subscriptions() -> &'static [Channel] {
         &[]
     }
 
-    /// Fresh state. Called at start, and again after every crash or admin restart.
-    fn build(cx: &AgentContext) -> Result<Self, AgentError>;
+    /// Fresh state. Called at start, and again after every crash, stall or admin restart.
+    fn build(cx: &AgentContext, own: &Self::Settings) -> Result<Self, AgentError>;
 
     /// Periodic work. An `Err` is counted and shown in the agent's status; it does not restart
-    /// the agent. A panic does.
+    /// the agent. A panic, or running past the deadline, does.
     fn tick(&mut self, cx: &AgentContext) -> impl Future<Output = Result<(), AgentError>>;
 
     /// React to an event from a subscribed channel.
@@ -88,6 +108,13 @@ pub trait Agent: Sized + Unpin + 'static {
         let _ = (cx, event);
         async {}
     }
+
+    /// Answer a command (a job like a tick: one at a time, under the same deadline).
+    fn on_command(
+        &mut self,
+        cx: &AgentContext,
+        command: Self::Command,
+    ) -> impl Future<Output = Self::Reply>;
 
     /// The agent's own figures for `/agents`.
     fn stats(&self) -> serde_json::Value;

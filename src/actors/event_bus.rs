@@ -2,11 +2,19 @@
 //!
 //! Messages in: [`Publish`] (fire and forget), [`Subscribe`], [`Unsubscribe`], and the queries
 //! [`GetHistory`] and [`GetBusStats`]. Messages out: [`Deliver`] to each subscriber of the
-//! event's channel. Delivery is `try_send`: a slow subscriber never blocks the publisher, and
-//! an event its full mailbox cannot take is dropped and counted (`dropped_deliveries`); a
-//! subscriber whose mailbox is closed is unsubscribed on the next publish to its channel.
+//! event's channel.
 //!
-//! Restart policy: infrastructure actor under actix's `Supervisor`; its handlers do not panic.
+//! Delivery depends on the channel. Events that drive decisions ([`Channel::reliable`]:
+//! alerts, failures, stalls, diagnoses, repairs) are queued whatever the subscriber's backlog
+//! (`do_send`); one the subscriber can no longer take (its mailbox is closed) is counted
+//! (`lost_deliveries`) and reported, which raises an `EVENTS_LOST` alert. Other events are
+//! `try_send`: a slow subscriber never makes the publisher wait, and an event its full mailbox
+//! cannot take is dropped and counted (`dropped_deliveries`). A subscriber whose mailbox is
+//! closed is unsubscribed on the next publish to its channel. Subscribing again under the same
+//! name replaces the earlier subscription (a restarted subscriber is not served twice).
+//!
+//! Restart policy: a core actor (see [`crate::supervision`]); a restart keeps the
+//! history and the subscriptions, and loses only the message that crashed.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -14,7 +22,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde::Serialize;
 
+use crate::config::SupervisorSettings;
 use crate::domain::event::{Channel, Event};
+use crate::supervision::{self as sv, ActorReport, Core, CoreSupervision, Guarded, Reporter};
 
 /// Publish an event to its channel's subscribers and the history.
 #[derive(Message, Debug)]
@@ -63,8 +73,10 @@ pub struct BusStats {
     pub history_size: usize,
     pub history_capacity: usize,
     pub published: u64,
-    /// Deliveries dropped because a subscriber's mailbox was full.
+    /// Best-effort deliveries dropped because a subscriber's mailbox was full.
     pub dropped_deliveries: u64,
+    /// Decision events a subscriber could not take (its mailbox was closed): alerted.
+    pub lost_deliveries: u64,
 }
 
 struct Subscription {
@@ -81,11 +93,17 @@ pub struct EventBus {
     next_id: u64,
     published: u64,
     dropped: u64,
+    lost: u64,
+    sup: CoreSupervision,
 }
 
+/// The bus's name among the supervised actors.
+pub const NAME: &str = "event_bus";
+
 impl EventBus {
-    /// A bus keeping the last `capacity` events.
-    pub fn new(capacity: usize) -> Self {
+    /// A bus keeping the last `capacity` events, supervised by `policy` with failures told to
+    /// `reporter`.
+    pub fn new(capacity: usize, policy: &SupervisorSettings, reporter: Reporter) -> Self {
         EventBus {
             history: VecDeque::with_capacity(capacity.min(4096)),
             capacity: capacity.max(1),
@@ -93,95 +111,76 @@ impl EventBus {
             next_id: 1,
             published: 0,
             dropped: 0,
+            lost: 0,
+            sup: CoreSupervision::new(NAME, policy, reporter),
         }
     }
-}
 
-impl Actor for EventBus {
-    type Context = Context<Self>;
-}
+    /// A bus with the default policy and no reporter (unit tests, benchmarks).
+    pub fn standalone(capacity: usize) -> Self {
+        Self::new(
+            capacity,
+            &crate::config::knobs::defaults(),
+            Reporter::default(),
+        )
+    }
 
-impl Supervised for EventBus {}
-
-impl Handler<Publish> for EventBus {
-    type Result = ();
-
-    fn handle(&mut self, msg: Publish, _: &mut Self::Context) {
-        let event = Arc::new(msg.0);
+    fn publish(&mut self, event: Event) {
+        let event = Arc::new(event);
         self.published += 1;
         if self.history.len() == self.capacity {
             self.history.pop_front();
         }
         self.history.push_back(event.clone());
-        let dropped = &mut self.dropped;
+        let reliable = event.channel.reliable();
+        let (dropped, lost) = (&mut self.dropped, &mut self.lost);
+        let mut gone = Vec::new();
         if let Some(subs) = self.subscribers.get_mut(&event.channel) {
-            subs.retain(|s| match s.recipient.try_send(Deliver(event.clone())) {
-                Ok(()) => true,
-                Err(SendError::Full(_)) => {
-                    *dropped += 1;
-                    log::warn!(
-                        "event bus: {} is not keeping up; an event was dropped",
-                        s.subscriber
-                    );
-                    true
+            subs.retain(|s| {
+                if reliable {
+                    // Queued whatever the backlog: decision events are not dropped for speed.
+                    if s.recipient.connected() {
+                        s.recipient.do_send(Deliver(event.clone()));
+                        return true;
+                    }
+                    *lost += 1;
+                    gone.push(s.subscriber.clone());
+                    return false;
                 }
-                Err(SendError::Closed(_)) => false,
+                match s.recipient.try_send(Deliver(event.clone())) {
+                    Ok(()) => true,
+                    Err(SendError::Full(_)) => {
+                        *dropped += 1;
+                        log::warn!(
+                            "event bus: {} is not keeping up; a {} event was dropped",
+                            s.subscriber,
+                            event.channel.as_str()
+                        );
+                        true
+                    }
+                    Err(SendError::Closed(_)) => false,
+                }
+            });
+        }
+        for subscriber in gone {
+            log::error!(
+                "event bus: {subscriber} is gone; a {} event was lost",
+                event.channel.as_str()
+            );
+            self.sup_reporter().report(ActorReport::EventsLost {
+                subscriber,
+                channel: event.channel,
+                count: self.lost,
+                why: "its mailbox is closed".to_owned(),
             });
         }
     }
-}
 
-impl Handler<Subscribe> for EventBus {
-    type Result = u64;
-
-    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        for channel in msg.channels {
-            self.subscribers
-                .entry(channel)
-                .or_default()
-                .push(Subscription {
-                    id,
-                    subscriber: msg.subscriber.clone(),
-                    recipient: msg.recipient.clone(),
-                });
-        }
-        id
+    fn sup_reporter(&self) -> &Reporter {
+        self.sup.reporter()
     }
-}
 
-impl Handler<Unsubscribe> for EventBus {
-    type Result = ();
-
-    fn handle(&mut self, msg: Unsubscribe, _: &mut Self::Context) {
-        for subs in self.subscribers.values_mut() {
-            subs.retain(|s| s.id != msg.0);
-        }
-    }
-}
-
-impl Handler<GetHistory> for EventBus {
-    type Result = MessageResult<GetHistory>;
-
-    fn handle(&mut self, q: GetHistory, _: &mut Self::Context) -> Self::Result {
-        let mut out: Vec<Arc<Event>> = self
-            .history
-            .iter()
-            .rev()
-            .filter(|e| q.channel.is_none_or(|c| e.channel == c))
-            .take(q.limit)
-            .cloned()
-            .collect();
-        out.reverse();
-        MessageResult(out)
-    }
-}
-
-impl Handler<GetBusStats> for EventBus {
-    type Result = BusStats;
-
-    fn handle(&mut self, _: GetBusStats, _: &mut Self::Context) -> BusStats {
+    fn stats(&self) -> BusStats {
         let mut channels = serde_json::Map::new();
         let mut total = 0;
         for channel in Channel::ALL {
@@ -202,6 +201,110 @@ impl Handler<GetBusStats> for EventBus {
             history_capacity: self.capacity,
             published: self.published,
             dropped_deliveries: self.dropped,
+            lost_deliveries: self.lost,
         }
+    }
+}
+
+impl Actor for EventBus {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        sv::started(self, ctx);
+    }
+}
+
+impl Supervised for EventBus {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        // Everything is kept: the history and the subscriptions are plain data, and the
+        // subscribers' addresses stay valid across their own restarts.
+    }
+}
+
+impl Core for EventBus {
+    fn supervision(&mut self) -> &mut CoreSupervision {
+        &mut self.sup
+    }
+
+    fn start(&mut self, _: &mut Context<Self>) {}
+
+    fn stats(&self) -> serde_json::Value {
+        serde_json::to_value(EventBus::stats(self)).unwrap_or_default()
+    }
+}
+
+crate::core_handlers!(EventBus);
+
+impl Handler<Publish> for EventBus {
+    type Result = Guarded<()>;
+
+    fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) -> Self::Result {
+        sv::guard(self, ctx, |act, _| act.publish(msg.0))
+    }
+}
+
+impl Handler<Subscribe> for EventBus {
+    type Result = Guarded<u64>;
+
+    fn handle(&mut self, msg: Subscribe, ctx: &mut Self::Context) -> Self::Result {
+        sv::guard(self, ctx, |act, _| {
+            let id = act.next_id;
+            act.next_id += 1;
+            // One subscription per subscriber name: a restarted subscriber subscribing again
+            // must not be served twice.
+            for subs in act.subscribers.values_mut() {
+                subs.retain(|s| s.subscriber != msg.subscriber);
+            }
+            for channel in msg.channels {
+                act.subscribers
+                    .entry(channel)
+                    .or_default()
+                    .push(Subscription {
+                        id,
+                        subscriber: msg.subscriber.clone(),
+                        recipient: msg.recipient.clone(),
+                    });
+            }
+            id
+        })
+    }
+}
+
+impl Handler<Unsubscribe> for EventBus {
+    type Result = Guarded<()>;
+
+    fn handle(&mut self, msg: Unsubscribe, ctx: &mut Self::Context) -> Self::Result {
+        sv::guard(self, ctx, |act, _| {
+            for subs in act.subscribers.values_mut() {
+                subs.retain(|s| s.id != msg.0);
+            }
+        })
+    }
+}
+
+impl Handler<GetHistory> for EventBus {
+    type Result = Guarded<MessageResult<GetHistory>>;
+
+    fn handle(&mut self, q: GetHistory, ctx: &mut Self::Context) -> Self::Result {
+        sv::guard(self, ctx, |act, _| {
+            let mut out: Vec<Arc<Event>> = act
+                .history
+                .iter()
+                .rev()
+                .filter(|e| q.channel.is_none_or(|c| e.channel == c))
+                .take(q.limit)
+                .cloned()
+                .collect();
+            out.reverse();
+            MessageResult(out)
+        })
+    }
+}
+
+impl Handler<GetBusStats> for EventBus {
+    type Result = Guarded<BusStats>;
+
+    fn handle(&mut self, _: GetBusStats, ctx: &mut Self::Context) -> Self::Result {
+        sv::guard(self, ctx, |act, _| act.stats())
     }
 }

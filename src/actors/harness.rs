@@ -1,25 +1,37 @@
-//! `AgentActor<A>`: the actor that runs one [`Agent`] and turns its crashes into restarts.
+//! `AgentActor<A>`: the actor that runs one [`Agent`], turns its crashes into restarts, and
+//! its hung jobs into stalls.
 //!
-//! Messages in: [`GetStatus`], [`AdminRestart`], [`StopAgent`], [`InjectPanic`], and
-//! [`Deliver`] (events from the bus). Events out: `agent-started`, `agent-stopped`,
-//! `agent-error` (a crash that will be restarted), `agent-failed` (restart intensity exceeded).
+//! Messages in: [`GetStatus`], [`AdminRestart`], [`StopAgent`], [`InjectPanic`],
+//! [`InjectHang`], [`Call`] (the agent's typed commands) and [`Deliver`] (events from the
+//! bus). Events out: `agent-started` (a burst of restarts is one event), `agent-stopped`,
+//! `agent-error` (a crash that will be restarted), `agent-stalled` and `agent-failed`; the
+//! last two are also reported to the alert manager directly ([`ActorReport`]).
 //!
 //! Why this shape: actix's `Supervisor` restarts an actor only when it *stops*; a panic in a
 //! handler just kills the actor's task. So the agent's code never runs bare inside a handler:
-//! each job (build, tick, event, stats) runs under `catch_unwind`, and a caught panic becomes
-//! `ctx.stop()`. The `Supervisor` then calls `restarting()` on this same struct (the address
-//! stays valid, queued messages survive), `started()` runs again and rebuilds the agent from
-//! [`Agent::build`] after an exponential backoff, so its state is fresh. The restart history
-//! lives in this struct, outside the agent, which is how it survives the restart.
+//! each job (build, tick, event, command, stats) runs under `catch_unwind`, and a caught panic
+//! becomes `ctx.stop()`. The `Supervisor` then calls `restarting()` on this same struct (the
+//! address stays valid, queued messages survive), `started()` runs again and rebuilds the
+//! agent from [`Agent::build`] after an exponential backoff, so its state is fresh. The restart
+//! history lives in this struct, outside the agent, which is how it survives the restart.
 //!
-//! Restart policy (OTP-style intensity): more than `AGENT_MAX_RESTARTS` crashes within
-//! `AGENT_RESTART_WINDOW_MS` and the agent is `failed`: it is not rebuilt, `agent-failed` is
-//! published, and only [`AdminRestart`] brings it back. Backoff before the k-th restart in the
-//! window: `AGENT_BACKOFF_INITIAL_MS × 2^(k-1)`, capped at `AGENT_BACKOFF_MAX_MS`.
+//! Restart policy (OTP-style intensity, see [`crate::supervision`]): more than
+//! `AGENT_MAX_RESTARTS` crashes or stalls within `AGENT_RESTART_WINDOW_MS` and the agent is
+//! `failed`: it is not rebuilt, a critical `AGENT_FAILED` alert is raised, and only
+//! [`AdminRestart`] brings it back.
+//!
+//! Watchdog: every job has a deadline (`AGENT_JOB_TIMEOUT_MS`, or `<NAME>_JOB_TIMEOUT_MS`). A
+//! job past it makes the agent `stalled`: `AGENT_STALLED` is published and alerted, the job is
+//! dropped with the agent, and the agent is rebuilt after the backoff (at least
+//! [`STALL_MIN_BACKOFF`]: whatever it waited on is likely still hung). The stall counts toward
+//! the restart intensity. The alert resolves when the rebuilt agent finishes a job in time.
 //!
 //! One job runs at a time: the agent is moved into the job's future and moved back when it
-//! ends, so a slow tick never blocks status queries. Ticks that fall due while one runs are
-//! coalesced; events wait in a bounded queue (overflow counted in `dropped_events`).
+//! ends, so a slow job never blocks status queries. Ticks that fall due while one runs are
+//! coalesced. Events of decision channels ([`Channel::reliable`]) wait in a queue that
+//! survives restarts and `failed` (up to [`MAX_RELIABLE_EVENTS`]; beyond it they are counted
+//! and an `EVENTS_LOST` alert is raised); other events wait in a small queue and are dropped
+//! (counted) when it is full or the agent is down.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -27,41 +39,51 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures_util::FutureExt;
 
 use crate::actors::agent::{Agent, AgentContext, AgentError};
 use crate::actors::event_bus::Deliver;
-use crate::config::SupervisorSettings;
-use crate::domain::agent::{AgentState, AgentStatus};
+use crate::domain::agent::{ActorKind, AgentState, AgentStatus};
+use crate::domain::alert::types;
 use crate::domain::event::{Event, Payload};
+use crate::supervision::{
+    panic_message, ActorReport, AdminRestart, Announce, Announcer, Crashes, GetStatus, InjectHang,
+    InjectPanic, Recovery, Reporter, RestartPolicy, StatusCell,
+};
 
-/// Events queued while a job runs, at most.
-const MAX_PENDING_EVENTS: usize = 256;
+/// Best-effort events queued while a job runs, at most.
+pub const MAX_PENDING_EVENTS: usize = 256;
+/// Decision events kept for the agent (while busy, restarting or failed), at most.
+pub const MAX_RELIABLE_EVENTS: usize = 10_000;
+/// Commands waiting for the agent, at most (more are refused).
+pub const MAX_PENDING_COMMANDS: usize = 64;
 /// The first tick comes after this or the interval, whichever is shorter.
 const FIRST_TICK_MAX: Duration = Duration::from_secs(1);
-
-/// The agent's status.
-#[derive(Message, Debug)]
-#[rtype(result = "AgentStatus")]
-pub struct GetStatus;
-
-/// Rebuild the agent now, clearing `failed` and the restart history.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct AdminRestart;
+/// Least wait before an agent that stalled is rebuilt.
+pub const STALL_MIN_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Stop the agent for good (shutdown).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct StopAgent;
 
-/// Fault injection for tests and the demo: the agent's next `times` ticks panic inside the
-/// same `catch_unwind` boundary as its own code. Returns false when the agent is not running.
-#[derive(Message, Debug)]
-#[rtype(result = "bool")]
-pub struct InjectPanic {
-    pub times: u32,
+/// Why a command got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The agent is restarting, stalled, failed, stopped or too busy.
+    #[error("agent {agent} is not available ({why})")]
+    Unavailable { agent: &'static str, why: String },
+    /// The agent crashed or stalled while answering.
+    #[error("agent {agent} crashed or stalled while answering")]
+    Aborted { agent: &'static str },
+}
+
+/// A typed command for agent `A`, answered by its [`Agent::on_command`].
+pub struct Call<A: Agent>(pub A::Command);
+
+impl<A: Agent> Message for Call<A> {
+    type Result = Result<A::Reply, CallError>;
 }
 
 /// What `started()` does when the actor (re)starts.
@@ -69,78 +91,105 @@ pub struct InjectPanic {
 enum Next {
     /// Build the agent now (first start, admin restart).
     BuildNow,
-    /// Build after the backoff (crash).
-    BuildAfterBackoff,
+    /// Build after this backoff (crash or stall).
+    BuildAfter(Duration),
     /// Stay idle (stopped or failed).
     Idle,
 }
 
-enum Job {
+enum Job<A: Agent> {
     Tick,
     Event(Arc<Event>),
+    Command(A::Command, tokio::sync::oneshot::Sender<A::Reply>),
+}
+
+impl<A: Agent> Job<A> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Job::Tick => "tick",
+            Job::Event(_) => "event",
+            Job::Command(..) => "command",
+        }
+    }
+}
+
+/// The job in flight.
+struct Busy {
+    seq: u64,
+    kind: &'static str,
+    since: Instant,
 }
 
 /// The harness actor for agent `A`.
 pub struct AgentActor<A: Agent> {
     cx: AgentContext,
-    policy: SupervisorSettings,
+    own: A::Settings,
+    policy: RestartPolicy,
+    deadline: Duration,
+    reporter: Reporter,
+    status: StatusCell,
     agent: Option<A>,
-    busy: bool,
+    busy: Option<Busy>,
+    jobs: u64,
     pending_tick: bool,
-    pending_events: VecDeque<Arc<Event>>,
+    events: VecDeque<Arc<Event>>,
+    reliable: VecDeque<Arc<Event>>,
+    commands: VecDeque<(A::Command, tokio::sync::oneshot::Sender<A::Reply>)>,
     next: Next,
-    state: AgentState,
-    crashes: VecDeque<Instant>,
-    restarts: u32,
-    last_error: Option<String>,
-    started_at: Option<DateTime<Utc>>,
-    last_tick: Option<DateTime<Utc>>,
-    ticks: u64,
+    crashes: Crashes,
     tick_errors: u64,
-    dropped_events: u64,
-    stats: serde_json::Value,
+    lost_reliable: u64,
+    agent_stats: serde_json::Value,
     injected_panics: u32,
+    injected_hang: Option<Duration>,
+    /// A stall was reported and no job has finished in time since.
+    stall_open: bool,
+    /// `failed` was reported and the agent has not been built since.
+    failed_open: bool,
+    announcer: Announcer,
 }
 
 impl<A: Agent> AgentActor<A> {
     /// A harness for `A`; the agent is built when the actor starts.
-    pub fn new(cx: AgentContext) -> Self {
-        let policy = cx.settings.supervisor.clone();
+    pub fn new(cx: AgentContext, own: A::Settings, status: StatusCell, reporter: Reporter) -> Self {
+        let policy = RestartPolicy::from_settings(&cx.settings.supervisor);
+        let deadline = Duration::from_millis(
+            cx.settings
+                .agent(A::NAME)
+                .and_then(|a| a.job_timeout_ms)
+                .unwrap_or(cx.settings.supervisor.job_timeout_ms)
+                .max(1),
+        );
         AgentActor {
             cx,
+            own,
             policy,
+            deadline,
+            reporter,
+            status,
             agent: None,
-            busy: false,
+            busy: None,
+            jobs: 0,
             pending_tick: false,
-            pending_events: VecDeque::new(),
+            events: VecDeque::new(),
+            reliable: VecDeque::new(),
+            commands: VecDeque::new(),
             next: Next::BuildNow,
-            state: AgentState::Starting,
-            crashes: VecDeque::new(),
-            restarts: 0,
-            last_error: None,
-            started_at: None,
-            last_tick: None,
-            ticks: 0,
+            crashes: Crashes::default(),
             tick_errors: 0,
-            dropped_events: 0,
-            stats: serde_json::Value::Null,
+            lost_reliable: 0,
+            agent_stats: serde_json::Value::Null,
             injected_panics: 0,
+            injected_hang: None,
+            stall_open: false,
+            failed_open: false,
+            announcer: Announcer::default(),
         }
     }
 
-    fn backoff(&self) -> Duration {
-        let k = self.crashes.len().max(1) as u32;
-        let ms = self
-            .policy
-            .backoff_initial_ms
-            .saturating_mul(1u64 << (k - 1).min(30))
-            .min(self.policy.backoff_max_ms);
-        Duration::from_millis(ms)
-    }
-
     fn build(&mut self, ctx: &mut Context<Self>) {
-        let cx = self.cx.clone();
-        let built = std::panic::catch_unwind(AssertUnwindSafe(|| A::build(&cx)));
+        let (cx, own) = (self.cx.clone(), self.own.clone());
+        let built = std::panic::catch_unwind(AssertUnwindSafe(|| A::build(&cx, &own)));
         let agent = match built {
             Ok(Ok(agent)) => agent,
             Ok(Err(e)) => return self.crashed(format!("build failed: {e}"), ctx),
@@ -148,75 +197,121 @@ impl<A: Agent> AgentActor<A> {
                 return self.crashed(format!("build panicked: {}", panic_message(&*panic)), ctx)
             }
         };
-        self.snapshot_stats(&agent);
+        if !self.snapshot_stats(&agent) {
+            return self.crashed("stats() panicked".to_owned(), ctx);
+        }
         self.agent = Some(agent);
-        self.state = AgentState::Running;
-        self.started_at = Some(Utc::now());
-        log::info!("agent {} running (restarts: {})", A::NAME, self.restarts);
-        self.cx.publish(
+        self.status.update(|s| {
+            s.set_state(AgentState::Running);
+            s.started_at = Some(Utc::now());
+        });
+        log::info!(
+            "agent {} running (restarts: {})",
             A::NAME,
-            Payload::AgentStarted {
-                agent: A::NAME.to_owned(),
-                restarts: self.restarts,
-            },
+            self.status.get().restarts
         );
-        if let Some(every) = A::interval(&self.cx.settings) {
+        let restarts = self.status.get().restarts;
+        match self.announcer.on_start(restarts) {
+            Announce::Now => self.announce(restarts, 0),
+            Announce::Later(after) => {
+                ctx.run_later(after, |act, _| {
+                    if let Some(merged) = act.announcer.flush() {
+                        let restarts = act.status.get().restarts;
+                        act.announce(restarts, merged.saturating_sub(1));
+                    }
+                });
+            }
+        }
+        if std::mem::take(&mut self.failed_open) {
+            self.reporter.report(ActorReport::Recovered {
+                name: A::NAME.to_owned(),
+                from: Recovery::Failed,
+            });
+        }
+        // The watchdog. (Not a timer per job: cancelling actix timers is unreliable across a
+        // restart, which keeps the cancelled handles while it reuses their numbers.)
+        let check = (self.deadline / 10).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        ctx.run_interval(check, |act, ctx| act.watch(ctx));
+        if let Some(every) = A::interval(&self.own) {
             ctx.run_later(every.min(FIRST_TICK_MAX), |act, ctx| {
                 act.enqueue(Job::Tick, ctx)
             });
             ctx.run_interval(every, |act, ctx| act.enqueue(Job::Tick, ctx));
         }
+        // Decision events that waited through the restart go first.
+        self.run_next(ctx);
+    }
+
+    /// Publish `agent-started` (standing for `merged` restarts beyond the one it names).
+    fn announce(&self, restarts: u32, merged: u32) {
+        self.reporter.publish(
+            A::NAME,
+            Payload::AgentStarted {
+                agent: A::NAME.to_owned(),
+                restarts,
+                merged_restarts: merged,
+            },
+        );
+    }
+
+    /// Count a crash or a stall; rebuild after the backoff (at least `at_least`), or give up.
+    /// Answers whether the agent is failed now.
+    fn count_crash(&mut self, error: &str, at_least: Duration) -> bool {
+        match self.crashes.record(&self.policy) {
+            Ok(backoff) => {
+                let wait = backoff.max(at_least);
+                self.next = Next::BuildAfter(wait);
+                self.status.update(|s| s.restarts += 1);
+                log::error!("agent {} {error}; restarting in {wait:?}", A::NAME);
+                false
+            }
+            Err(crashes) => {
+                self.next = Next::Idle;
+                self.failed_open = true;
+                self.status.update(|s| s.set_state(AgentState::Failed));
+                let restarts = self.status.get().restarts;
+                let window_ms = self.policy.window.as_millis() as u64;
+                log::error!(
+                    "agent {} failed: {crashes} crashes or stalls within {window_ms} ms (last: \
+                     {error}); not restarting until an admin restart",
+                    A::NAME
+                );
+                self.reporter.publish(
+                    A::NAME,
+                    Payload::AgentFailed {
+                        kind: types::AGENT_FAILED,
+                        agent: A::NAME.to_owned(),
+                        error: error.to_owned(),
+                        restarts,
+                        window_ms,
+                    },
+                );
+                self.reporter.report(ActorReport::Failed {
+                    name: A::NAME.to_owned(),
+                    kind: ActorKind::Agent,
+                    error: error.to_owned(),
+                    restarts,
+                    window_ms,
+                });
+                true
+            }
+        }
     }
 
     /// The agent's code panicked or failed to build: count it, then restart or give up.
     fn crashed(&mut self, error: String, ctx: &mut Context<Self>) {
-        let now = Instant::now();
-        let window = Duration::from_millis(self.policy.restart_window_ms);
-        self.crashes.push_back(now);
-        while self
-            .crashes
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > window)
-        {
-            self.crashes.pop_front();
-        }
         self.agent = None;
-        self.busy = false;
-        self.last_error = Some(error.clone());
-        if self.crashes.len() as u32 > self.policy.max_restarts {
-            self.state = AgentState::Failed;
-            self.next = Next::Idle;
-            log::error!(
-                "agent {} failed: {} crashes within {} ms (last: {error}); not restarting until an admin restart",
-                A::NAME,
-                self.crashes.len(),
-                self.policy.restart_window_ms
-            );
-            self.cx.publish(
-                A::NAME,
-                Payload::AgentFailed {
-                    kind: "AGENT_FAILED",
-                    agent: A::NAME.to_owned(),
-                    error,
-                    restarts: self.restarts,
-                    window_ms: self.policy.restart_window_ms,
-                },
-            );
-        } else {
-            self.state = AgentState::Restarting;
-            self.next = Next::BuildAfterBackoff;
-            self.restarts += 1;
-            log::error!(
-                "agent {} crashed: {error}; restarting in {:?}",
-                A::NAME,
-                self.backoff()
-            );
-            self.cx.publish(
+        self.busy = None;
+        self.status.update(|s| s.last_error = Some(error.clone()));
+        if !self.count_crash(&format!("crashed: {error}"), Duration::ZERO) {
+            self.status.update(|s| s.set_state(AgentState::Restarting));
+            let restarts = self.status.get().restarts;
+            self.reporter.publish(
                 A::NAME,
                 Payload::AgentError {
                     agent: A::NAME.to_owned(),
                     error,
-                    restarts: self.restarts,
+                    restarts,
                 },
             );
         }
@@ -224,35 +319,149 @@ impl<A: Agent> AgentActor<A> {
         ctx.stop();
     }
 
-    fn enqueue(&mut self, job: Job, ctx: &mut Context<Self>) {
-        if self.busy {
-            match job {
-                Job::Tick => self.pending_tick = true,
-                Job::Event(e) if self.pending_events.len() < MAX_PENDING_EVENTS => {
-                    self.pending_events.push_back(e)
-                }
-                Job::Event(_) => self.dropped_events += 1,
-            }
-            return;
+    /// The job in flight ran past its deadline.
+    fn stalled(&mut self, kind: &'static str, ctx: &mut Context<Self>) {
+        let deadline_ms = self.deadline.as_millis() as u64;
+        let error = format!("stalled: a {kind} job ran past its {deadline_ms} ms deadline");
+        self.busy = None;
+        self.agent = None;
+        self.stall_open = true;
+        self.status.update(|s| {
+            s.set_state(AgentState::Stalled);
+            s.stalls += 1;
+            s.last_error = Some(error.clone());
+        });
+        let failed = self.count_crash(&error, STALL_MIN_BACKOFF);
+        if failed {
+            self.status.update(|s| s.set_state(AgentState::Failed));
         }
-        let Some(agent) = self.agent.take() else {
-            if matches!(job, Job::Event(_)) {
-                self.dropped_events += 1;
-            }
-            return;
-        };
-        self.run(agent, job, ctx);
+        let restarts = self.status.get().restarts;
+        self.reporter.publish(
+            A::NAME,
+            Payload::AgentStalled {
+                kind: types::AGENT_STALLED,
+                agent: A::NAME.to_owned(),
+                job: kind,
+                deadline_ms,
+                restarts,
+            },
+        );
+        self.reporter.report(ActorReport::Stalled {
+            name: A::NAME.to_owned(),
+            job: kind,
+            deadline_ms,
+            restarts,
+        });
+        // Stopping drops the hung job (and the agent inside it).
+        ctx.stop();
     }
 
-    fn run(&mut self, mut agent: A, job: Job, ctx: &mut Context<Self>) {
-        self.busy = true;
+    /// The watchdog's round: the job in flight past its deadline is a stall.
+    fn watch(&mut self, ctx: &mut Context<Self>) {
+        if let Some(b) = &self.busy {
+            if b.since.elapsed() >= self.deadline {
+                let kind = b.kind;
+                self.stalled(kind, ctx);
+            }
+        }
+    }
+
+    /// Built: idle, or running a job.
+    fn alive(&self) -> bool {
+        self.agent.is_some() || self.busy.is_some()
+    }
+
+    fn enqueue(&mut self, job: Job<A>, ctx: &mut Context<Self>) {
+        let running = self.agent.is_some() && self.busy.is_none();
+        match job {
+            Job::Tick if running => self.run_next_with(Job::Tick, ctx),
+            Job::Tick => {
+                if self.alive() {
+                    self.pending_tick = true;
+                }
+            }
+            Job::Event(e) if e.channel.reliable() => {
+                if self.reliable.len() >= MAX_RELIABLE_EVENTS {
+                    self.lost_reliable += 1;
+                    self.status.update(|s| s.dropped_events += 1);
+                    self.reporter.report(ActorReport::EventsLost {
+                        subscriber: A::NAME.to_owned(),
+                        channel: e.channel,
+                        count: self.lost_reliable,
+                        why: format!(
+                            "{MAX_RELIABLE_EVENTS} decision events were already waiting for \
+                             the agent ({:?})",
+                            self.status.state()
+                        ),
+                    });
+                    return;
+                }
+                self.reliable.push_back(e);
+                if running {
+                    self.run_next(ctx);
+                }
+            }
+            Job::Event(e) => {
+                if !self.alive() || self.events.len() >= MAX_PENDING_EVENTS {
+                    self.status.update(|s| s.dropped_events += 1);
+                    return;
+                }
+                self.events.push_back(e);
+                if running {
+                    self.run_next(ctx);
+                }
+            }
+            Job::Command(command, tx) => {
+                if !self.alive() || self.commands.len() >= MAX_PENDING_COMMANDS {
+                    // Dropping `tx` answers the caller: unavailable.
+                    drop((command, tx));
+                    return;
+                }
+                self.commands.push_back((command, tx));
+                if running {
+                    self.run_next(ctx);
+                }
+            }
+        }
+    }
+
+    /// Start the next queued job, if the agent is idle: commands, then decision events, then
+    /// other events, then a due tick.
+    fn run_next(&mut self, ctx: &mut Context<Self>) {
+        if self.agent.is_none() || self.busy.is_some() {
+            return;
+        }
+        let job = if let Some((c, tx)) = self.commands.pop_front() {
+            Job::Command(c, tx)
+        } else if let Some(e) = self.reliable.pop_front() {
+            Job::Event(e)
+        } else if let Some(e) = self.events.pop_front() {
+            Job::Event(e)
+        } else if std::mem::take(&mut self.pending_tick) {
+            Job::Tick
+        } else {
+            return;
+        };
+        self.run_next_with(job, ctx);
+    }
+
+    fn run_next_with(&mut self, job: Job<A>, ctx: &mut Context<Self>) {
+        let Some(mut agent) = self.agent.take() else {
+            return;
+        };
+        self.jobs += 1;
+        let seq = self.jobs;
+        let kind = job.kind();
         let cx = self.cx.clone();
-        let is_tick = matches!(job, Job::Tick);
-        let inject = is_tick && self.injected_panics > 0;
+        let inject = matches!(job, Job::Tick) && self.injected_panics > 0;
         if inject {
             self.injected_panics -= 1;
         }
+        let hang = self.injected_hang.take();
         let work = async move {
+            if let Some(hang) = hang {
+                actix_web::rt::time::sleep(hang).await;
+            }
             let result = match job {
                 Job::Tick => {
                     if inject {
@@ -266,77 +475,87 @@ impl<A: Agent> AgentActor<A> {
                     agent.on_event(&cx, event).await;
                     Ok(())
                 }
+                Job::Command(command, tx) => {
+                    let reply = agent.on_command(&cx, command).await;
+                    let _ = tx.send(reply);
+                    Ok(())
+                }
             };
             (agent, result)
         };
+        self.busy = Some(Busy {
+            seq,
+            kind,
+            since: Instant::now(),
+        });
         let guarded = AssertUnwindSafe(work).catch_unwind();
         ctx.spawn(
             guarded
                 .into_actor(self)
-                .map(move |outcome, act, ctx| act.finished(outcome, is_tick, ctx)),
+                .map(move |outcome, act, ctx| act.finished(seq, outcome, ctx)),
         );
     }
 
     fn finished(
         &mut self,
+        seq: u64,
         outcome: Result<(A, Result<(), AgentError>), Box<dyn std::any::Any + Send>>,
-        is_tick: bool,
         ctx: &mut Context<Self>,
     ) {
-        self.busy = false;
+        if self.busy.as_ref().is_none_or(|b| b.seq != seq) {
+            return; // a job the watchdog already gave up on
+        }
+        let kind = self.busy.take().map_or("tick", |b| b.kind);
         let (agent, result) = match outcome {
             Ok(done) => done,
             Err(panic) => return self.crashed(panic_message(&*panic), ctx),
         };
-        if is_tick {
-            self.ticks += 1;
-            self.last_tick = Some(Utc::now());
-        }
-        if let Err(e) = result {
+        if let Err(e) = &result {
             self.tick_errors += 1;
-            log::warn!("agent {} tick failed: {e}", A::NAME);
-            self.last_error = Some(e.to_string());
+            log::warn!("agent {} {kind} failed: {e}", A::NAME);
         }
         if !self.snapshot_stats(&agent) {
             return self.crashed("stats() panicked".to_owned(), ctx);
         }
-        // Queued work goes first; a due tick after the events that arrived before it.
-        if let Some(event) = self.pending_events.pop_front() {
-            self.run(agent, Job::Event(event), ctx);
-        } else if std::mem::take(&mut self.pending_tick) {
-            self.run(agent, Job::Tick, ctx);
-        } else {
-            self.agent = Some(agent);
+        let (stats, tick_errors) = (self.agent_stats.clone(), self.tick_errors);
+        self.status.update(|s| {
+            match kind {
+                "tick" => {
+                    s.ticks += 1;
+                    s.last_tick = Some(Utc::now());
+                }
+                "event" => s.events_handled += 1,
+                _ => {}
+            }
+            if let Err(e) = &result {
+                s.last_error = Some(e.to_string());
+            }
+            s.stats = serde_json::json!({ "tick_errors": tick_errors, "agent": stats });
+        });
+        if std::mem::take(&mut self.stall_open) {
+            log::info!("agent {} finished a job in time again", A::NAME);
+            self.reporter.report(ActorReport::Recovered {
+                name: A::NAME.to_owned(),
+                from: Recovery::Stalled,
+            });
         }
+        self.agent = Some(agent);
+        self.run_next(ctx);
     }
 
     /// Copy the agent's stats; false if `stats()` panicked.
     fn snapshot_stats(&mut self, agent: &A) -> bool {
         match std::panic::catch_unwind(AssertUnwindSafe(|| agent.stats())) {
             Ok(stats) => {
-                self.stats = stats;
+                self.agent_stats = stats;
+                let tick_errors = self.tick_errors;
+                let stats = self.agent_stats.clone();
+                self.status.update(|s| {
+                    s.stats = serde_json::json!({ "tick_errors": tick_errors, "agent": stats })
+                });
                 true
             }
             Err(_) => false,
-        }
-    }
-
-    fn status(&self) -> AgentStatus {
-        AgentStatus {
-            name: A::NAME.to_owned(),
-            state: self.state,
-            running: self.state == AgentState::Running,
-            enabled: true,
-            restarts: self.restarts,
-            last_error: self.last_error.clone(),
-            started_at: self.started_at,
-            last_tick: self.last_tick,
-            ticks: self.ticks,
-            dropped_events: self.dropped_events,
-            stats: serde_json::json!({
-                "tick_errors": self.tick_errors,
-                "agent": self.stats,
-            }),
         }
     }
 }
@@ -347,8 +566,8 @@ impl<A: Agent> Actor for AgentActor<A> {
     fn started(&mut self, ctx: &mut Self::Context) {
         match self.next {
             Next::BuildNow => self.build(ctx),
-            Next::BuildAfterBackoff => {
-                ctx.run_later(self.backoff(), |act, ctx| act.build(ctx));
+            Next::BuildAfter(wait) => {
+                ctx.run_later(wait, |act, ctx| act.build(ctx));
             }
             Next::Idle => {}
         }
@@ -357,12 +576,16 @@ impl<A: Agent> Actor for AgentActor<A> {
 
 impl<A: Agent> Supervised for AgentActor<A> {
     fn restarting(&mut self, _: &mut Self::Context) {
-        // The crashed agent is gone with its job; drop whatever was queued for it.
+        // The crashed agent is gone with its job. Best-effort events and commands go with it
+        // (a command's caller is answered: unavailable); decision events wait for the rebuilt
+        // agent.
         self.agent = None;
-        self.busy = false;
+        self.busy = None;
         self.pending_tick = false;
-        self.dropped_events += self.pending_events.len() as u64;
-        self.pending_events.clear();
+        let dropped = self.events.len() as u64;
+        self.events.clear();
+        self.commands.clear();
+        self.status.update(|s| s.dropped_events += dropped);
     }
 }
 
@@ -370,7 +593,7 @@ impl<A: Agent> Handler<GetStatus> for AgentActor<A> {
     type Result = MessageResult<GetStatus>;
 
     fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.status())
+        MessageResult(self.status.get())
     }
 }
 
@@ -378,15 +601,15 @@ impl<A: Agent> Handler<AdminRestart> for AgentActor<A> {
     type Result = ();
 
     fn handle(&mut self, _: AdminRestart, ctx: &mut Self::Context) {
-        log::info!(
-            "agent {} restarted by an admin (was {:?})",
-            A::NAME,
-            self.state
-        );
+        let state = self.status.state();
+        log::info!("agent {} restarted by an admin (was {state:?})", A::NAME);
         self.crashes.clear();
         self.injected_panics = 0;
-        self.restarts += 1;
-        self.state = AgentState::Starting;
+        self.injected_hang = None;
+        self.status.update(|s| {
+            s.restarts += 1;
+            s.set_state(AgentState::Starting);
+        });
         self.next = Next::BuildNow;
         ctx.stop();
     }
@@ -396,14 +619,14 @@ impl<A: Agent> Handler<StopAgent> for AgentActor<A> {
     type Result = ();
 
     fn handle(&mut self, _: StopAgent, ctx: &mut Self::Context) {
-        if self.state == AgentState::Stopped {
+        if self.status.state() == AgentState::Stopped {
             return;
         }
-        self.state = AgentState::Stopped;
+        self.status.update(|s| s.set_state(AgentState::Stopped));
         self.next = Next::Idle;
         self.agent = None;
         log::info!("agent {} stopped", A::NAME);
-        self.cx.publish(
+        self.reporter.publish(
             A::NAME,
             Payload::AgentStopped {
                 agent: A::NAME.to_owned(),
@@ -417,13 +640,50 @@ impl<A: Agent> Handler<InjectPanic> for AgentActor<A> {
     type Result = bool;
 
     fn handle(&mut self, msg: InjectPanic, ctx: &mut Self::Context) -> bool {
-        if self.state != AgentState::Running {
+        if self.status.state() != AgentState::Running {
             return false;
         }
         log::warn!("agent {}: {} panic(s) injected", A::NAME, msg.times);
         self.injected_panics = self.injected_panics.saturating_add(msg.times);
         self.enqueue(Job::Tick, ctx);
         true
+    }
+}
+
+impl<A: Agent> Handler<InjectHang> for AgentActor<A> {
+    type Result = bool;
+
+    fn handle(&mut self, msg: InjectHang, _: &mut Self::Context) -> bool {
+        if self.status.state() != AgentState::Running {
+            return false;
+        }
+        log::warn!(
+            "agent {}: its next job will hang for {} ms",
+            A::NAME,
+            msg.ms
+        );
+        self.injected_hang = Some(Duration::from_millis(msg.ms));
+        true
+    }
+}
+
+impl<A: Agent> Handler<Call<A>> for AgentActor<A> {
+    type Result = ResponseFuture<Result<A::Reply, CallError>>;
+
+    fn handle(&mut self, msg: Call<A>, ctx: &mut Self::Context) -> Self::Result {
+        let state = self.status.state();
+        if !self.alive() {
+            let why = format!("{state:?}").to_lowercase();
+            return Box::pin(async move {
+                Err(CallError::Unavailable {
+                    agent: A::NAME,
+                    why,
+                })
+            });
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.enqueue(Job::Command(msg.0, tx), ctx);
+        Box::pin(async move { rx.await.map_err(|_| CallError::Aborted { agent: A::NAME }) })
     }
 }
 
@@ -435,13 +695,9 @@ impl<A: Agent> Handler<Deliver> for AgentActor<A> {
     }
 }
 
-/// The text of a panic payload.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-text payload".to_owned()
-    }
+/// A status for `name` while its harness does not answer.
+pub fn unanswered(name: &str) -> AgentStatus {
+    let mut s = AgentStatus::new(name, ActorKind::Agent, AgentState::Failed);
+    s.last_error = Some("agent is not answering".to_owned());
+    s
 }

@@ -6,5 +6,6 @@ pub mod alert_manager;
 pub mod event_bus;
 pub mod harness;
 pub mod metrics_store;
+pub mod query_collector;
 pub mod query_stats;
 pub mod supervisor;

@@ -241,6 +241,15 @@ impl QueryTable {
         }
     }
 
+    /// The executions recorded for W3C trace id `trace_id`, oldest first.
+    pub fn trace(&self, trace_id: &[u8; 32]) -> Vec<QueryExecution> {
+        self.recent
+            .iter()
+            .filter(|r| r.trace_id.as_ref() == Some(trace_id))
+            .map(|r| self.execution(r))
+            .collect()
+    }
+
     /// The top `limit` fingerprints by total time, slow and failed executions, and the
     /// executions of `trace_id` (32 hex digits) when given.
     pub fn report(&self, limit: usize, trace_id: Option<&str>) -> QueryReport {
@@ -278,12 +287,9 @@ impl QueryTable {
                 .map(|r| self.execution(r))
                 .collect::<Vec<_>>()
         };
-        let trace = trace_id.map(|t| {
-            self.recent
-                .iter()
-                .filter(|r| r.trace_id.is_some_and(|id| id.as_slice() == t.as_bytes()))
-                .map(|r| self.execution(r))
-                .collect()
+        let trace = trace_id.map(|t| match <[u8; 32]>::try_from(t.as_bytes()) {
+            Ok(id) => self.trace(&id),
+            Err(_) => Vec::new(),
         });
         QueryReport {
             top,

@@ -1,61 +1,108 @@
-//! `SystemSupervisor`: owns the agent registry, starts agents in dependency order, stops them
-//! in reverse, and answers status and restart requests.
+//! `SystemSupervisor`: owns the agent registry, starts agents in dependency order and stops
+//! them in reverse.
 //!
-//! Messages in: [`ListAgents`], [`RestartAgent`], [`InjectAgentPanic`], [`StopAll`].
-//! Each enabled agent runs in an [`AgentActor`] under actix's `Supervisor`, on an arbiter of
-//! its own, so a slow or CPU-heavy agent never holds up the HTTP workers or another agent.
-//! Registration ([`Registry::add`]) is the only wiring an agent needs.
+//! Messages in: [`ListAgents`], [`StopAll`], and the core actors' status, admin restart and
+//! panic injection. Each enabled agent runs in an [`AgentActor`] under actix's `Supervisor`,
+//! on an arbiter of its own, so a slow or CPU-heavy agent never holds up the HTTP workers or
+//! another agent. Registration ([`Registry::add`]) is the only wiring an agent needs: its
+//! settings section, its switch, its status, its restart and its typed handle come with it.
+//!
+//! Status and admin restarts do not go through this actor: every supervised actor's status
+//! and handles are in the shared [`ActorRegistry`], so `/agents` answers even while this actor
+//! restarts.
+//!
+//! Restart policy: a core actor (see [`crate::supervision`]); a restart keeps the list
+//! of running agents.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use actix::prelude::*;
-use futures_util::future::join_all;
 
 use crate::actors::agent::{Agent, AgentContext};
 use crate::actors::event_bus::Subscribe;
-use crate::actors::harness::{AdminRestart, AgentActor, GetStatus, InjectPanic, StopAgent};
-use crate::domain::agent::{AgentState, AgentStatus};
+use crate::actors::harness::{AgentActor, StopAgent};
+use crate::config::{knobs, Section, SectionSpec, SupervisorSettings};
+use crate::domain::agent::{ActorKind, AgentState, AgentStatus};
+use crate::supervision::{
+    self as sv, ActorRegistry, Control, Core, CoreSupervision, Entry, GetStatus, Guarded, Reporter,
+    StatusCell,
+};
 
-/// Why a request about one agent could not be served.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AgentLookupError {
-    #[error("no agent named {0}")]
-    NotFound(String),
-    #[error("agent {0} is disabled by configuration")]
-    Disabled(String),
-    #[error("agent {0} has been stopped: the system is shutting down")]
-    Stopped(String),
-    #[error("agent {0} is not answering")]
-    Unavailable(String),
+/// The supervisor's name among the supervised actors.
+pub const NAME: &str = "system_supervisor";
+
+/// The typed handles of the running agents: `SelfHeal::agent::<A>()` reaches an agent's
+/// commands through them.
+#[derive(Clone, Default)]
+pub struct AgentHandles {
+    map: Arc<RwLock<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
 }
 
-/// The typed handles to one running agent.
+impl AgentHandles {
+    fn insert<A: Agent>(&self, addr: Addr<AgentActor<A>>) {
+        self.map
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(TypeId::of::<A>(), Box::new(addr));
+    }
+
+    /// The running agent `A`'s address (`None` when it is not registered or disabled).
+    pub fn get<A: Agent>(&self) -> Option<Addr<AgentActor<A>>> {
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&TypeId::of::<A>())
+            .and_then(|b| b.downcast_ref::<Addr<AgentActor<A>>>())
+            .cloned()
+    }
+}
+
+/// What a registered agent needs to start.
+pub struct StartContext<'a> {
+    pub cx: &'a AgentContext,
+    pub reporter: &'a Reporter,
+    pub actors: &'a ActorRegistry,
+    pub handles: &'a AgentHandles,
+}
+
+/// A running agent's handles, kept for shutdown.
 #[derive(Clone)]
 struct Running {
+    name: &'static str,
     status: Recipient<GetStatus>,
-    restart: Recipient<AdminRestart>,
     stop: Recipient<StopAgent>,
-    inject: Recipient<InjectPanic>,
     arbiter: ArbiterHandle,
 }
 
-struct Entry {
-    name: &'static str,
-    running: Option<Running>,
-    /// The agent's last status, kept once it has been stopped for good.
-    stopped: Option<AgentStatus>,
-}
+type Starter = Box<dyn FnOnce(&StartContext<'_>) -> Option<Running>>;
 
-type Starter = Box<dyn FnOnce(&AgentContext) -> Entry>;
-
-/// The agents to start, in start order.
+/// The agents to start, in start order, with their settings sections.
 #[derive(Default)]
 pub struct Registry {
     starters: Vec<(&'static str, Starter)>,
+    sections: Vec<SectionSpec>,
+}
+
+fn read_section<A: Agent>(k: &mut knobs::Knobs<'_>) -> Arc<dyn Any + Send + Sync> {
+    Arc::new(A::Settings::read(k))
+}
+
+fn interval_of<A: Agent>(section: &(dyn Any + Send + Sync)) -> Option<Duration> {
+    section.downcast_ref::<A::Settings>().and_then(A::interval)
 }
 
 impl Registry {
     /// Register agent `A`; it will be started after every agent registered before it.
     pub fn add<A: Agent>(&mut self) -> &mut Self {
         self.starters.push((A::NAME, Box::new(start_agent::<A>)));
+        self.sections.push(SectionSpec {
+            agent: A::NAME,
+            read: read_section::<A>,
+            interval: interval_of::<A>,
+        });
         self
     }
 
@@ -63,16 +110,34 @@ impl Registry {
     pub fn names(&self) -> Vec<&'static str> {
         self.starters.iter().map(|(n, _)| *n).collect()
     }
+
+    /// The registered agents' settings sections, for the configuration.
+    pub fn sections(&self) -> Vec<SectionSpec> {
+        self.sections.clone()
+    }
 }
 
-fn start_agent<A: Agent>(cx: &AgentContext) -> Entry {
-    if !(cx.settings.enable_self_healing && A::enabled(&cx.settings)) {
-        return Entry {
-            name: A::NAME,
-            running: None,
-            stopped: None,
-        };
+fn start_agent<A: Agent>(sc: &StartContext<'_>) -> Option<Running> {
+    let cx = sc.cx;
+    let status = StatusCell::new(A::NAME, ActorKind::Agent);
+    if !cx.settings.agent_enabled(A::NAME) {
+        status.update(|s| *s = AgentStatus::disabled(A::NAME));
+        sc.actors.add(Entry {
+            name: A::NAME.to_owned(),
+            kind: ActorKind::Agent,
+            status,
+            control: None,
+        });
+        return None;
     }
+    // The agent's own section, as parsed with the rest of the configuration (or its
+    // defaults, when the settings were read without this agent registered).
+    let own: A::Settings = cx
+        .settings
+        .agent(A::NAME)
+        .and_then(|a| a.section::<A::Settings>())
+        .cloned()
+        .unwrap_or_else(knobs::defaults);
     let arbiter = match Arbiter::try_new() {
         Ok(a) => a.handle(),
         Err(e) => {
@@ -84,8 +149,10 @@ fn start_agent<A: Agent>(cx: &AgentContext) -> Entry {
             Arbiter::current()
         }
     };
-    let harness_cx = cx.clone();
-    let addr = Supervisor::start_in_arbiter(&arbiter, move |_| AgentActor::<A>::new(harness_cx));
+    let (harness_cx, cell, reporter) = (cx.clone(), status.clone(), sc.reporter.clone());
+    let addr = Supervisor::start_in_arbiter(&arbiter, move |_| {
+        AgentActor::<A>::new(harness_cx, own, cell, reporter)
+    });
     let channels = A::subscriptions().to_vec();
     if !channels.is_empty() {
         cx.bus.do_send(Subscribe {
@@ -94,36 +161,30 @@ fn start_agent<A: Agent>(cx: &AgentContext) -> Entry {
             subscriber: A::NAME.to_owned(),
         });
     }
-    Entry {
-        name: A::NAME,
-        running: Some(Running {
+    sc.actors.add(Entry {
+        name: A::NAME.to_owned(),
+        kind: ActorKind::Agent,
+        status,
+        control: Some(Control {
             status: addr.clone().recipient(),
             restart: addr.clone().recipient(),
-            stop: addr.clone().recipient(),
-            inject: addr.recipient(),
-            arbiter,
+            inject: addr.clone().recipient(),
+            hang: Some(addr.clone().recipient()),
         }),
-        stopped: None,
-    }
+    });
+    sc.handles.insert::<A>(addr.clone());
+    Some(Running {
+        name: A::NAME,
+        status: addr.clone().recipient(),
+        stop: addr.recipient(),
+        arbiter,
+    })
 }
 
-/// Every agent's status, in start order.
+/// Every agent's and core actor's status, agents first in start order.
 #[derive(Message)]
 #[rtype(result = "Vec<AgentStatus>")]
 pub struct ListAgents;
-
-/// Admin restart of one agent (name case-insensitive); answers its status afterwards.
-#[derive(Message)]
-#[rtype(result = "Result<AgentStatus, AgentLookupError>")]
-pub struct RestartAgent(pub String);
-
-/// Make the named agent's next `times` ticks panic (tests and the demo's fault route).
-#[derive(Message)]
-#[rtype(result = "Result<bool, AgentLookupError>")]
-pub struct InjectAgentPanic {
-    pub name: String,
-    pub times: u32,
-}
 
 /// Stop every agent, last started first, and their arbiters.
 #[derive(Message)]
@@ -132,160 +193,109 @@ pub struct StopAll;
 
 /// The supervisor actor.
 pub struct SystemSupervisor {
-    entries: Vec<Entry>,
+    running: Vec<Running>,
+    actors: ActorRegistry,
+    stopped: bool,
+    sup: CoreSupervision,
 }
 
 impl SystemSupervisor {
     /// Start every registered agent in order, waiting for each to answer before the next.
-    pub async fn start(registry: Registry, cx: AgentContext) -> Self {
-        let mut entries = Vec::new();
-        for (_, starter) in registry.starters {
-            let entry = starter(&cx);
-            if let Some(running) = &entry.running {
+    pub async fn start(
+        registry: Registry,
+        cx: AgentContext,
+        actors: ActorRegistry,
+        handles: AgentHandles,
+        reporter: Reporter,
+        policy: &SupervisorSettings,
+    ) -> Self {
+        let mut running = Vec::new();
+        let sc = StartContext {
+            cx: &cx,
+            reporter: &reporter,
+            actors: &actors,
+            handles: &handles,
+        };
+        for (name, starter) in registry.starters {
+            if let Some(r) = starter(&sc) {
                 // Readiness is the first answer: it comes after the agent's `started()`.
-                if running.status.send(GetStatus).await.is_err() {
-                    log::error!("agent {} did not answer after start", entry.name);
+                if r.status.send(GetStatus).await.is_err() {
+                    log::error!("agent {name} did not answer after start");
                 }
+                running.push(r);
             }
-            entries.push(entry);
         }
-        SystemSupervisor { entries }
-    }
-
-    fn find(&self, name: &str) -> Result<&Running, AgentLookupError> {
-        let entry = self
-            .entries
-            .iter()
-            .find(|e| e.name.eq_ignore_ascii_case(name))
-            .ok_or_else(|| AgentLookupError::NotFound(name.to_owned()))?;
-        if entry.stopped.is_some() {
-            return Err(AgentLookupError::Stopped(entry.name.to_owned()));
+        SystemSupervisor {
+            running,
+            actors,
+            stopped: false,
+            sup: CoreSupervision::new(NAME, policy, reporter),
         }
-        entry
-            .running
-            .as_ref()
-            .ok_or_else(|| AgentLookupError::Disabled(entry.name.to_owned()))
     }
 
     /// Names of the agents that were started.
     pub fn started_names(&self) -> Vec<String> {
-        self.entries
-            .iter()
-            .filter(|e| e.running.is_some())
-            .map(|e| e.name.to_owned())
-            .collect()
+        self.running.iter().map(|r| r.name.to_owned()).collect()
     }
 }
 
 impl Actor for SystemSupervisor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        sv::started(self, ctx);
+    }
 }
+
+impl Supervised for SystemSupervisor {}
+
+impl Core for SystemSupervisor {
+    fn supervision(&mut self) -> &mut CoreSupervision {
+        &mut self.sup
+    }
+
+    fn start(&mut self, _: &mut Context<Self>) {}
+
+    fn stats(&self) -> serde_json::Value {
+        serde_json::json!({ "agents_running": self.running.len(), "stopped": self.stopped })
+    }
+}
+
+crate::core_handlers!(SystemSupervisor);
 
 impl Handler<ListAgents> for SystemSupervisor {
-    type Result = ResponseFuture<Vec<AgentStatus>>;
+    type Result = Guarded<MessageResult<ListAgents>>;
 
-    fn handle(&mut self, _: ListAgents, _: &mut Self::Context) -> Self::Result {
-        let asks: Vec<_> = self
-            .entries
-            .iter()
-            .map(|e| {
-                (
-                    e.name,
-                    e.stopped.clone(),
-                    e.running.as_ref().map(|r| r.status.clone()),
-                )
-            })
-            .collect();
-        Box::pin(async move {
-            join_all(asks.into_iter().map(|(name, stopped, status)| async move {
-                match (stopped, status) {
-                    (Some(last), _) => last,
-                    (None, None) => AgentStatus::disabled(name),
-                    (None, Some(rec)) => rec.send(GetStatus).await.unwrap_or_else(|_| {
-                        let mut s = AgentStatus::disabled(name);
-                        s.enabled = true;
-                        s.state = AgentState::Failed;
-                        s.last_error = Some("agent is not answering".to_owned());
-                        s
-                    }),
-                }
-            }))
-            .await
-        })
-    }
-}
-
-impl Handler<RestartAgent> for SystemSupervisor {
-    type Result = ResponseFuture<Result<AgentStatus, AgentLookupError>>;
-
-    fn handle(&mut self, msg: RestartAgent, _: &mut Self::Context) -> Self::Result {
-        let found = self.find(&msg.0).cloned();
-        Box::pin(async move {
-            let running = found?;
-            let unavailable = || AgentLookupError::Unavailable(msg.0.clone());
-            running
-                .restart
-                .send(AdminRestart)
-                .await
-                .map_err(|_| unavailable())?;
-            // Answered after the restart's `started()`: the fresh agent's status.
-            running
-                .status
-                .send(GetStatus)
-                .await
-                .map_err(|_| unavailable())
-        })
-    }
-}
-
-impl Handler<InjectAgentPanic> for SystemSupervisor {
-    type Result = ResponseFuture<Result<bool, AgentLookupError>>;
-
-    fn handle(&mut self, msg: InjectAgentPanic, _: &mut Self::Context) -> Self::Result {
-        let found = self.find(&msg.name).cloned();
-        Box::pin(async move {
-            let running = found?;
-            running
-                .inject
-                .send(InjectPanic { times: msg.times })
-                .await
-                .map_err(|_| AgentLookupError::Unavailable(msg.name.clone()))
-        })
+    fn handle(&mut self, _: ListAgents, ctx: &mut Self::Context) -> Self::Result {
+        sv::guard(self, ctx, |act, _| MessageResult(act.actors.statuses()))
     }
 }
 
 impl Handler<StopAll> for SystemSupervisor {
-    type Result = ResponseActFuture<Self, ()>;
+    type Result = Guarded<ResponseActFuture<Self, ()>>;
 
-    fn handle(&mut self, _: StopAll, _: &mut Self::Context) -> Self::Result {
-        let running: Vec<(usize, Running)> = self
-            .entries
-            .iter()
-            .enumerate()
-            .rev()
-            .filter(|(_, e)| e.stopped.is_none())
-            .filter_map(|(i, e)| e.running.clone().map(|r| (i, r)))
-            .collect();
-        let stop = async move {
-            let mut last = Vec::new();
-            for (i, r) in running {
-                if r.stop.send(StopAgent).await.is_err() {
-                    log::warn!("an agent was already gone at shutdown");
+    fn handle(&mut self, _: StopAll, ctx: &mut Self::Context) -> Self::Result {
+        sv::guard(self, ctx, |act, _| -> ResponseActFuture<Self, ()> {
+            act.stopped = true;
+            let running: Vec<Running> = act.running.iter().rev().cloned().collect();
+            let stop = async move {
+                for r in running {
+                    if r.stop.send(StopAgent).await.is_err() {
+                        log::warn!("agent {} was already gone at shutdown", r.name);
+                    }
+                    // Its status cell keeps `stopped` once the arbiter is gone.
+                    r.arbiter.stop();
                 }
-                // Kept so that `/agents` still answers `stopped` once the arbiter is gone.
-                if let Ok(status) = r.status.send(GetStatus).await {
-                    last.push((i, status));
-                }
-                r.arbiter.stop();
-            }
-            last
-        };
-        Box::pin(stop.into_actor(self).map(|last, act, _| {
-            for (i, status) in last {
-                if let Some(entry) = act.entries.get_mut(i) {
-                    entry.stopped = Some(status);
-                }
-            }
-        }))
+            };
+            Box::pin(stop.into_actor(act))
+        })
     }
+}
+
+/// Whether every agent in `statuses` is stopped (tests, shutdown checks).
+pub fn all_stopped(statuses: &[AgentStatus]) -> bool {
+    statuses
+        .iter()
+        .filter(|s| s.kind == ActorKind::Agent && s.state != AgentState::Disabled)
+        .all(|s| s.state == AgentState::Stopped)
 }

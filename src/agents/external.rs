@@ -6,18 +6,20 @@
 //! time is down. At most [`BODY_LIMIT`] bytes of the body are read, and only so the
 //! connection can be reused; what it says does not matter.
 //!
-//! The probe owns one `awc::Client` (connection pool, TLS configuration), built once. The
+//! The probe owns one [`HttpClient`] (connection pool, TLS configuration), built once. The
 //! client is `!Send`, so the probe lives where it is used: inside the Monitor agent, on the
 //! agent's arbiter. `https` URLs use rustls with the webpki roots.
+//!
+//! Each check has a circuit breaker (`external:<name>`): after `CIRCUIT_BREAKER_FAILURES`
+//! failures in a row the endpoint is not called for `CIRCUIT_BREAKER_OPEN_MS` (the check stays
+//! down, at no cost), then one probe tells whether it is back.
 
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
 use crate::config::ExternalCheck;
-
-/// Body bytes read from an answer at most (the rest is left unread).
-pub const BODY_LIMIT: usize = 64 * 1024;
+use crate::outbound::{Breakers, HttpClient};
 
 /// The timeout used when `API_TIMEOUT_MS` is 0.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(10_000);
@@ -37,36 +39,29 @@ pub struct ExternalResult {
     pub elapsed_ms: f64,
     /// Why the check is down; `None` when it is up.
     pub error: Option<String>,
+    /// Not called: its circuit breaker is open.
+    pub skipped: bool,
 }
 
 /// A client for probing external endpoints, built once and reused for every probe.
 pub struct ExternalProbe {
-    client: awc::Client,
-    timeout: Duration,
+    client: HttpClient,
+    breakers: Breakers,
 }
 
 impl ExternalProbe {
-    /// A probe whose checks each get `timeout` (a zero `timeout` means [`DEFAULT_TIMEOUT`]).
-    pub fn new(timeout: Duration) -> ExternalProbe {
+    /// A probe whose checks each get `timeout` (a zero `timeout` means [`DEFAULT_TIMEOUT`]),
+    /// each behind its breaker from `breakers`.
+    pub fn new(timeout: Duration, breakers: Breakers) -> ExternalProbe {
         let timeout = if timeout.is_zero() {
             DEFAULT_TIMEOUT
         } else {
             timeout
         };
-        // awc's rustls connector panics when no process-wide crypto provider is installed.
-        // Installing is idempotent: the error only says one is installed already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        // The connector's own limits (5 s each by default) would cut a longer timeout short,
-        // and a shorter one is enforced by the request timeout anyway: align them.
-        let connector = awc::Connector::new()
-            .timeout(timeout)
-            .handshake_timeout(timeout);
-        let client = awc::Client::builder()
-            .connector(connector)
-            .timeout(timeout)
-            .disable_redirects()
-            .finish();
-        ExternalProbe { client, timeout }
+        ExternalProbe {
+            client: HttpClient::new(timeout, false),
+            breakers,
+        }
     }
 
     /// Probe every check concurrently; the results are in the order of `checks`. Takes the
@@ -76,41 +71,45 @@ impl ExternalProbe {
     }
 
     async fn probe_one(&self, check: &ExternalCheck) -> ExternalResult {
+        let url = redact_url(&check.url);
+        let breaker = self.breakers.get(&format!("external:{}", check.name));
+        let permit = match breaker.acquire() {
+            Ok(p) => p,
+            Err(rejected) => {
+                return ExternalResult {
+                    name: check.name.clone(),
+                    url,
+                    up: false,
+                    status: None,
+                    elapsed_ms: 0.0,
+                    error: Some(rejected.to_string()),
+                    skipped: true,
+                }
+            }
+        };
         let started = Instant::now();
-        let answer = self.client.get(check.url.as_str()).send().await;
+        let answer = self.client.get_status(check.url.as_str()).await;
         let elapsed = started.elapsed();
         let (up, status, error) = match answer {
-            Ok(mut res) => {
-                let status = res.status();
-                // Drained (up to the limit) so the connection can go back to the pool; a body
-                // that is late or too long changes nothing about the verdict.
-                let left = self.timeout.saturating_sub(elapsed);
-                let _ = actix_web::rt::time::timeout(left, res.body().limit(BODY_LIMIT)).await;
-                let up = status.is_success();
-                let error = (!up).then(|| format!("answered {status}"));
-                (up, Some(status.as_u16()), error)
+            Ok(code) => {
+                let up = (200..300).contains(&code);
+                (up, Some(code), (!up).then(|| format!("answered {code}")))
             }
-            Err(e) => (false, None, Some(describe(&e, self.timeout))),
+            Err(e) => (false, None, Some(e.message)),
         };
+        match &error {
+            Some(e) => permit.failure(e),
+            None => permit.success(),
+        }
         ExternalResult {
             name: check.name.clone(),
-            url: redact_url(&check.url),
+            url,
             up,
             status,
             elapsed_ms: elapsed.as_secs_f64() * 1000.0,
             error,
+            skipped: false,
         }
-    }
-}
-
-/// A send error in words, timeouts (of the connection or of the answer) as one.
-fn describe(e: &awc::error::SendRequestError, timeout: Duration) -> String {
-    use awc::error::{ConnectError, SendRequestError};
-    match e {
-        SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
-            format!("no answer within {} ms", timeout.as_millis())
-        }
-        other => other.to_string(),
     }
 }
 

@@ -10,7 +10,7 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 
-pub use query_logger::{QueryCollector, QueryLogger, QueryLoggerOptions};
+pub use query_logger::{QueryLogger, QueryLoggerOptions};
 
 /// A diesel-async deadpool pool of Postgres connections.
 pub type PgPool = Pool<AsyncPgConnection>;

@@ -12,9 +12,10 @@
 //! the oldest start (right for sequential and pipelined queries). `StartQuery` is not
 //! formatted at all; `FinishQuery` carries the bare SQL, which is hashed in place, and only a
 //! statement the connection has not seen before is normalised. The sample goes into a shared
-//! buffer (one short mutex section); the [`QueryCollector`] actor hands the buffer to the
-//! `MetricsStore` every `TRACE_FLUSH_INTERVAL_MS`, which keeps the statistics and publishes
-//! slow queries, off the request path.
+//! buffer (one short mutex section), and counted on the request's trace (how many queries,
+//! how long in all). The `QueryCollector` actor hands the buffer to the `MetricsStore` every
+//! `TRACE_FLUSH_INTERVAL_MS`, which keeps the statistics and sums up slow queries, off the
+//! request path.
 //!
 //! A query whose future is dropped before it finishes (a client that went away, a timeout)
 //! leaves an unmatched start. The pool's recycle step (at the next checkout) clears them, so
@@ -25,9 +26,9 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use actix::prelude::*;
+use actix::Message;
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
@@ -37,8 +38,7 @@ use futures_util::FutureExt;
 use rustc_hash::FxHashMap;
 
 use super::fingerprint::Fingerprint;
-use crate::actors::metrics_store::MetricsStore;
-use crate::middleware::trace_context::TraceContext;
+use crate::trace::TraceContext;
 
 /// Samples held between two flushes; more are counted as dropped.
 const MAX_BUFFERED: usize = 100_000;
@@ -49,11 +49,10 @@ const CONNECTION_CACHE: usize = 512;
 /// Starts a connection keeps waiting for their finish.
 const MAX_PENDING: usize = 64;
 
-/// The original's `createQueryLogger` options.
+/// The original's `createQueryLogger` options. (Slow queries, `DB_SLOW_QUERY_MS`, are
+/// summed up by the `MetricsStore`: one log line and event per fingerprint and second.)
 #[derive(Debug, Clone)]
 pub struct QueryLoggerOptions {
-    /// `DB_SLOW_QUERY_MS`: slower queries are logged and published; `0` is off.
-    pub slow_threshold: Duration,
     /// `DB_LOG_ALL_QUERIES`: log every query at debug level.
     pub log_all_queries: bool,
 }
@@ -98,7 +97,7 @@ pub struct QueryLogger {
 
 impl QueryLogger {
     /// A logger with `options`. Its samples reach the `MetricsStore` once a
-    /// [`QueryCollector`] drains it ([`crate::SelfHeal`] starts one).
+    /// `QueryCollector` drains it ([`crate::SelfHeal`] starts one).
     pub fn new(options: QueryLoggerOptions) -> Self {
         QueryLogger {
             sink: Arc::new(Sink {
@@ -231,20 +230,12 @@ impl ConnectionLogger {
                 micros as f64 / 1000.0
             );
         }
-        if !options.slow_threshold.is_zero() && micros >= options.slow_threshold.as_micros() as u64
-        {
-            log::warn!(
-                "slow query {} took {:.1} ms (DB_SLOW_QUERY_MS {}): {query}",
-                Fingerprint::hex(id),
-                micros as f64 / 1000.0,
-                options.slow_threshold.as_millis()
-            );
-        }
         let sample = QuerySample {
             fingerprint: id,
             micros,
             error: error.map(|e| e.to_string().into_boxed_str()),
-            trace_id: TraceContext::current_trace_id(),
+            // Counted on the request's trace too (its slow-request entry shows them).
+            trace_id: TraceContext::record_query(micros),
         };
         let mut samples = lock(&self.sink.samples);
         if samples.len() < MAX_BUFFERED {
@@ -282,44 +273,3 @@ fn forget_unfinished(conn: &mut AsyncPgConnection) {
         }
     }));
 }
-
-/// Drains a [`QueryLogger`] into the `MetricsStore` on a timer (which keeps the statistics
-/// and publishes slow queries).
-pub struct QueryCollector {
-    logger: QueryLogger,
-    metrics: Addr<MetricsStore>,
-    every: Duration,
-}
-
-impl QueryCollector {
-    pub fn new(logger: QueryLogger, metrics: Addr<MetricsStore>, every: Duration) -> Self {
-        QueryCollector {
-            logger,
-            metrics,
-            every,
-        }
-    }
-
-    fn flush(&mut self) {
-        let batch = self.logger.drain();
-        if batch.samples.is_empty() && batch.texts.is_empty() && batch.dropped == 0 {
-            return;
-        }
-        self.metrics.do_send(batch);
-    }
-}
-
-impl Actor for QueryCollector {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.every, |act, _| act.flush());
-    }
-
-    fn stopping(&mut self, _: &mut Self::Context) -> Running {
-        self.flush();
-        Running::Stop
-    }
-}
-
-impl Supervised for QueryCollector {}

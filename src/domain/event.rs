@@ -1,14 +1,20 @@
 //! Events: a typed payload inside the original's envelope (`id`, `channel`, `timestamp`,
 //! `source`, `data`). The channel is derived from the payload, so a payload cannot be
 //! published on the wrong channel.
+//!
+//! Channels whose events drive decisions ([`Channel::reliable`]: alerts, failures, stalls,
+//! and the diagnosis and repair channels) are delivered without loss, or their loss is counted
+//! and alerted; the others (metrics, health, lifecycle notes) are best effort: a subscriber
+//! that cannot keep up misses some, and the drop is counted.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::alert::Alert;
 use super::health::Overall;
 
-/// The original's channel names, plus `agent-failed`.
+/// The original's channel names, plus `agent-failed` and `agent-stalled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Channel {
@@ -32,12 +38,13 @@ pub enum Channel {
     AgentStopped,
     AgentError,
     AgentFailed,
+    AgentStalled,
     SystemStatus,
 }
 
 impl Channel {
     /// Every channel, in catalogue order.
-    pub const ALL: [Channel; 21] = [
+    pub const ALL: [Channel; 22] = [
         Channel::Alert,
         Channel::Metric,
         Channel::HealthCheck,
@@ -58,6 +65,7 @@ impl Channel {
         Channel::AgentStopped,
         Channel::AgentError,
         Channel::AgentFailed,
+        Channel::AgentStalled,
         Channel::SystemStatus,
     ];
 
@@ -84,6 +92,7 @@ impl Channel {
             Channel::AgentStopped => "agent-stopped",
             Channel::AgentError => "agent-error",
             Channel::AgentFailed => "agent-failed",
+            Channel::AgentStalled => "agent-stalled",
             Channel::SystemStatus => "system-status",
         }
     }
@@ -92,19 +101,43 @@ impl Channel {
     pub fn parse(name: &str) -> Option<Channel> {
         Channel::ALL.into_iter().find(|c| c.as_str() == name)
     }
+
+    /// Whether the channel's events drive decisions: they are delivered to subscribers without
+    /// loss (or the loss is counted and alerted), never dropped because a subscriber is busy.
+    pub fn reliable(self) -> bool {
+        matches!(
+            self,
+            Channel::Alert
+                | Channel::AgentFailed
+                | Channel::AgentStalled
+                | Channel::Diagnosis
+                | Channel::RepairRequest
+                | Channel::RepairComplete
+                | Channel::Rollback
+                | Channel::ProactiveAction
+                | Channel::Mitigation
+        )
+    }
 }
 
 /// What happened. Serialised as the envelope's `data`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Payload {
-    /// A traced request was slower than the tracer's threshold (channel `metric`).
+    /// Requests of one route slower than the tracer's threshold over one interval (channel
+    /// `metric`): how many, and the slowest of them.
     SlowRequest {
         #[serde(rename = "type")]
         kind: &'static str,
+        /// The slowest request of the interval.
         trace: SlowTrace,
+        /// Slow requests of this route in the interval.
+        count: u64,
+        interval_ms: u64,
+        threshold_ms: u64,
     },
-    /// An instrumented query was slower than `DB_SLOW_QUERY_MS` (channel `metric`).
+    /// Instrumented queries of one fingerprint were slower than `DB_SLOW_QUERY_MS` over one
+    /// interval (channel `metric`).
     SlowQuery {
         #[serde(rename = "type")]
         kind: &'static str,
@@ -112,8 +145,13 @@ pub enum Payload {
     },
     /// The Monitor's overall verdict changed (channel `health-check`).
     HealthChanged { previous: Overall, overall: Overall },
-    /// An agent (re)started (channel `agent-started`).
-    AgentStarted { agent: String, restarts: u32 },
+    /// An agent or core actor (re)started (channel `agent-started`). A burst of restarts is
+    /// one event: `merged_restarts` counts the restarts it stands for beyond the first.
+    AgentStarted {
+        agent: String,
+        restarts: u32,
+        merged_restarts: u32,
+    },
     /// An agent was stopped (channel `agent-stopped`).
     AgentStopped { agent: String },
     /// An agent's code panicked; it is being restarted (channel `agent-error`).
@@ -122,7 +160,7 @@ pub enum Payload {
         error: String,
         restarts: u32,
     },
-    /// An agent exceeded its restart intensity (channel `agent-failed`).
+    /// An agent or core actor exceeded its restart intensity (channel `agent-failed`).
     AgentFailed {
         #[serde(rename = "type")]
         kind: &'static str,
@@ -131,10 +169,21 @@ pub enum Payload {
         restarts: u32,
         window_ms: u64,
     },
+    /// An agent's job ran past its deadline; the agent is restarted (channel
+    /// `agent-stalled`).
+    AgentStalled {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        agent: String,
+        /// `tick`, `event` or `command`.
+        job: &'static str,
+        deadline_ms: u64,
+        restarts: u32,
+    },
     /// An alert was raised, escalated, acknowledged or resolved (channel `alert`).
     AlertChanged {
         action: &'static str,
-        alert: Box<crate::store::AlertRow>,
+        alert: Box<Alert>,
     },
     /// The system started or is stopping (channel `system-status`).
     SystemStatus {
@@ -144,14 +193,18 @@ pub enum Payload {
     },
 }
 
-/// The query carried by a slow-query event.
+/// The query carried by a slow-query event: one fingerprint's slow executions over one
+/// interval, by its slowest.
 #[derive(Debug, Clone, Serialize)]
 pub struct SlowQuery {
     /// Fingerprint id, 16 hex digits.
     pub id: String,
     /// The normalised statement (constants replaced), when known.
     pub sql: Option<String>,
+    /// The slowest execution of the interval.
     pub duration_ms: f64,
+    /// Slow executions of this fingerprint in the interval.
+    pub count: u64,
     pub threshold_ms: u64,
     /// W3C trace id of the request the query ran in.
     pub trace_id: Option<String>,
@@ -180,15 +233,8 @@ impl Payload {
             Payload::AgentStopped { .. } => Channel::AgentStopped,
             Payload::AgentError { .. } => Channel::AgentError,
             Payload::AgentFailed { .. } => Channel::AgentFailed,
+            Payload::AgentStalled { .. } => Channel::AgentStalled,
             Payload::SystemStatus { .. } => Channel::SystemStatus,
-        }
-    }
-
-    /// A slow-request payload.
-    pub fn slow_request(trace: SlowTrace) -> Self {
-        Payload::SlowRequest {
-            kind: "SLOW_REQUEST",
-            trace,
         }
     }
 }

@@ -30,6 +30,10 @@ pub const EXTERNAL_API_RESPONSE_TIME: &str = "external_api_response_time";
 /// Route label for requests that matched no route (never the raw path).
 pub const UNMATCHED_ROUTE: &str = "__unmatched__";
 
+/// Method label for a request whose method is not one of the standard nine (never what the
+/// client sent: a made-up method must not make a series of its own).
+pub const OTHER_METHOD: &str = "OTHER";
+
 /// How values of a series are measured; decides the histogram's resolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,75 +1,42 @@
-//! Handlers of alerts, silences and maintenance windows. Reads come from the store (history,
-//! survives restarts) overlaid with the AlertManager's fresher copies of the alerts it holds,
-//! so a change is visible at once even though the store is written behind.
+//! Handlers of alerts. Reads come from the store (history, survives restarts) overlaid with
+//! the AlertManager's fresher copies of the alerts it holds, so a change is visible at once
+//! even though the store is written behind.
 
 use std::collections::HashSet;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
-use uuid::Uuid;
 
-use crate::actors::alert_manager::silences::{MaintenanceRequest, SilenceRequest};
+use crate::actors::alert_manager::silences::check_comment;
 use crate::actors::alert_manager::{
-    AcknowledgeAlert, AlertError, CreateMaintenance, CreateSilence, DeleteMaintenance,
-    DeleteSilence, GetAlert, GetAlertStats, GetRecentAlerts, ListMaintenance, ListSilences,
-    ResolveAlert,
+    AcknowledgeAlert, AlertError, GetAlert, GetAlertStats, GetRecentAlerts, ResolveAlert,
 };
-use crate::domain::alert::Severity;
+use crate::domain::alert::{Alert, AlertId, AlertState, Severity};
+use crate::handles::SelfHeal;
+use crate::http::common::{actor, audit, json_body, parse_id, parse_limit, parse_since, Sh};
 use crate::http::error::{ok, ApiError};
-use crate::http::handlers::{audit, parse_limit, parse_since};
-use crate::store::AlertQuery;
-use crate::system::SelfHeal;
+use crate::store::{AlertQuery, AlertRow};
 
-type Sh = web::Data<SelfHeal>;
-
-const STATES: [&str; 3] = ["firing", "acknowledged", "resolved"];
-
-impl From<AlertError> for ApiError {
-    fn from(e: AlertError) -> Self {
-        match e {
-            AlertError::NotFound(m) => ApiError::NotFound(m),
-            AlertError::Conflict(m) => ApiError::Conflict(m),
-            AlertError::NotReady(m) => ApiError::Unavailable(m),
-        }
-    }
-}
-
-/// Who is acting: the body's `who`, else the `X-Admin-User` header, else the token holder.
-fn actor(req: &HttpRequest, who: Option<String>) -> String {
-    who.map(|w| w.trim().to_owned())
-        .filter(|w| !w.is_empty())
-        .or_else(|| {
-            req.headers()
-                .get("x-admin-user")
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
+/// Stored rows as alerts (a row this version cannot read is left out, with a warning).
+fn alerts_of(rows: Vec<AlertRow>) -> Vec<Alert> {
+    rows.into_iter()
+        .filter_map(|r| match Alert::try_from(r) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                log::warn!("alerts: a stored alert is left out: {e}");
+                None
+            }
         })
-        .unwrap_or_else(|| "admin-token".to_owned())
+        .collect()
 }
 
-fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw)
-        .map_err(|_| ApiError::BadRequest(format!("{what} id must be a UUID (got {raw:?})")))
+/// An alert type in a filter: 1 to 100 letters, digits, `_`, `-`, `.` or `:`.
+fn valid_type(t: &str) -> bool {
+    (1..=100).contains(&t.len())
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
 }
-
-/// A JSON body, `None` when empty; malformed JSON is a 422.
-fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(body)
-        .map(Some)
-        .map_err(|e| ApiError::Unprocessable(format!("invalid JSON body: {e}")))
-}
-
-fn required_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    json_body(body)?.ok_or_else(|| ApiError::BadRequest("a JSON body is required".to_owned()))
-}
-
 /// Query of `/alerts`.
 #[derive(Debug, Deserialize)]
 pub struct AlertsQuery {
@@ -84,7 +51,11 @@ pub struct AlertsQuery {
 
 /// `GET /api/v1/system/alerts?state=&severity=&type=&since=&limit=&offset=`: newest first.
 pub async fn list_alerts(sh: Sh, q: web::Query<AlertsQuery>) -> Result<HttpResponse, ApiError> {
-    if let Some(s) = q.state.as_deref().filter(|s| !STATES.contains(s)) {
+    if let Some(s) = q
+        .state
+        .as_deref()
+        .filter(|s| AlertState::parse(s).is_none())
+    {
         return Err(ApiError::BadRequest(format!(
             "state must be one of firing, acknowledged, resolved (got {s:?})"
         )));
@@ -98,13 +69,10 @@ pub async fn list_alerts(sh: Sh, q: web::Query<AlertsQuery>) -> Result<HttpRespo
             "severity must be one of critical, high, medium, low, info (got {s:?})"
         )));
     }
-    if let Some(t) = q
-        .alert_type
-        .as_deref()
-        .filter(|t| t.is_empty() || t.len() > 100)
-    {
+    if let Some(t) = q.alert_type.as_deref().filter(|t| !valid_type(t)) {
         return Err(ApiError::BadRequest(format!(
-            "type must be an alert type such as API_SLOW (got {t:?})"
+            "type must be an alert type such as API_SLOW: 1 to 100 letters, digits, _ - . : (got {:?})",
+            crate::text::clip_chars(t, 100)
         )));
     }
     let limit = parse_limit(q.limit.as_deref(), 50, 1000)?;
@@ -135,45 +103,44 @@ pub async fn list_alerts(sh: Sh, q: web::Query<AlertsQuery>) -> Result<HttpRespo
     let (fresh, stats) = (fresh?, stats?);
     // The store lags the manager by up to one write-behind flush: prefer the manager's copy,
     // and drop a row whose fresh state no longer passes the filters.
-    let mut page = read.data;
-    let before = page.items.len();
-    let listed: HashSet<Uuid> = page.items.iter().map(|a| a.id).collect();
+    let mut total = read.data.total;
+    let mut items = alerts_of(read.data.items);
+    let before = items.len();
+    let listed: HashSet<AlertId> = items.iter().map(|a| a.id).collect();
     // Where this page sits in the store's order (newest first): a fresh alert the store does
     // not list (not written yet, or written in a state the filters reject) belongs on it when
     // it sorts between the page's first and last rows (or past either end of the results).
-    let full = page.items.len() >= limit;
-    let newest = page.items.first().map(|a| a.created_at);
-    let oldest = page.items.last().map(|a| a.created_at);
-    page.items = page
-        .items
+    let full = items.len() >= limit;
+    let newest = items.first().map(|a| a.created_at);
+    let oldest = items.last().map(|a| a.created_at);
+    items = items
         .into_iter()
         .filter_map(|row| match fresh.iter().find(|f| f.id == row.id) {
-            Some(f) => query.matches(f).then(|| f.clone()),
+            Some(f) => query.matches_alert(f).then(|| f.clone()),
             None => Some(row),
         })
         .collect();
-    let dropped = before - page.items.len();
+    let dropped = before - items.len();
     let unlisted: Vec<_> = fresh
         .iter()
-        .filter(|f| !listed.contains(&f.id) && query.matches(f))
+        .filter(|f| !listed.contains(&f.id) && query.matches_alert(f))
         .filter(|f| offset == 0 || newest.is_some_and(|n| f.created_at < n))
         .filter(|f| !full || oldest.is_some_and(|o| f.created_at > o))
         .cloned()
         .collect();
     let added = unlisted.len();
     if added > 0 {
-        page.items.extend(unlisted);
+        items.extend(unlisted);
         // Stable: rows created at the same instant keep the store's order.
-        page.items.sort_by_key(|a| std::cmp::Reverse(a.created_at));
-        page.items.truncate(limit);
+        items.sort_by_key(|a| std::cmp::Reverse(a.created_at));
+        items.truncate(limit);
     }
-    page.total = page
-        .total
+    total = total
         .saturating_sub(dropped as u64)
         .saturating_add(added as u64);
     Ok(ok(json!({
-        "alerts": page.items,
-        "total": page.total,
+        "alerts": items,
+        "total": total,
         "limit": limit,
         "offset": offset,
         "stats": stats,
@@ -185,11 +152,11 @@ pub async fn list_alerts(sh: Sh, q: web::Query<AlertsQuery>) -> Result<HttpRespo
 /// `GET /api/v1/system/alerts/{id}`: the alert and every notification attempt for it.
 pub async fn get_alert(sh: Sh, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "alert")?;
-    let fresh = sh.alerts.send(GetAlert(id)).await?;
+    let fresh = sh.alerts.send(GetAlert(AlertId(id))).await?;
     let (stored, notifications) =
         futures_util::future::join(sh.store.alert(id), sh.store.notifications(id)).await;
     let alert = fresh
-        .or(stored.data)
+        .or_else(|| stored.data.and_then(|r| alerts_of(vec![r]).pop()))
         .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
     Ok(ok(json!({
         "alert": alert,
@@ -211,20 +178,12 @@ pub struct AlertAction {
 
 fn comment(a: &AlertAction) -> Result<Option<String>, ApiError> {
     let c = a.comment.clone().or_else(|| a.resolution.clone());
-    if c.as_ref().is_some_and(|c| c.chars().count() > 10_000) {
-        return Err(ApiError::BadRequest(
-            "comment: at most 10 000 characters".to_owned(),
-        ));
-    }
-    if a.who.as_ref().is_some_and(|w| w.chars().count() > 255) {
-        return Err(ApiError::BadRequest(
-            "who: at most 255 characters".to_owned(),
-        ));
-    }
+    check_comment(c.as_deref())?;
     Ok(c)
 }
 
-/// Acknowledge or resolve: the body, the AlertManager's answer, and the audit row.
+/// Acknowledge or resolve: the body, the AlertManager's answer, and the audit row (written
+/// after, with the outcome).
 async fn act_on_alert(
     sh: &SelfHeal,
     req: &HttpRequest,
@@ -232,56 +191,68 @@ async fn act_on_alert(
     body: &[u8],
     resolve: bool,
 ) -> Result<HttpResponse, ApiError> {
+    let what = if resolve {
+        "alert.resolve"
+    } else {
+        "alert.acknowledge"
+    };
+    let done = alert_action(sh, req, raw_id, body, resolve).await;
+    audit(
+        sh,
+        req,
+        what,
+        "alert",
+        raw_id,
+        done.as_ref().map(|_| ()),
+        match &done {
+            Ok((_, by, comment)) => json!({ "by": by, "comment": comment }),
+            Err(_) => json!({}),
+        },
+    );
+    done.map(|(a, _, _)| ok(a))
+}
+
+async fn alert_action(
+    sh: &SelfHeal,
+    req: &HttpRequest,
+    raw_id: &str,
+    body: &[u8],
+    resolve: bool,
+) -> Result<(Alert, String, Option<String>), ApiError> {
     let id = parse_id(raw_id, "alert")?;
     let action: AlertAction = json_body(body)?.unwrap_or_default();
     let comment = comment(&action)?;
-    let by = actor(req, action.who);
+    let by = actor(req, action.who)?;
     let answer = if resolve {
         let msg = ResolveAlert {
-            id,
+            id: AlertId(id),
             by: by.clone(),
             comment: comment.clone(),
         };
         sh.alerts.send(msg).await?
     } else {
         let msg = AcknowledgeAlert {
-            id,
+            id: AlertId(id),
             by: by.clone(),
             comment: comment.clone(),
         };
         sh.alerts.send(msg).await?
     };
-    let row = match answer {
-        Ok(row) => row,
+    match answer {
+        Ok(a) => Ok((a, by, comment)),
         // Not held here: a 409 when the store knows it (resolved, or another instance's).
-        Err(AlertError::NotFound(m)) => {
-            return Err(match sh.store.alert(id).await.data {
-                Some(a) if a.state == "resolved" => {
-                    ApiError::Conflict(format!("alert {id} is already resolved"))
-                }
-                Some(a) => ApiError::Conflict(format!(
-                    "alert {id} is {} but not held by this instance",
-                    a.state
-                )),
-                None => ApiError::NotFound(m),
-            });
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let what = if resolve {
-        "alert.resolve"
-    } else {
-        "alert.acknowledge"
-    };
-    audit(
-        sh,
-        req,
-        what,
-        "alert",
-        &id.to_string(),
-        json!({ "by": by, "comment": comment }),
-    );
-    Ok(ok(row))
+        Err(AlertError::NotFound(m)) => Err(match sh.store.alert(id).await.data {
+            Some(a) if a.state == "resolved" => {
+                ApiError::Conflict(format!("alert {id} is already resolved"))
+            }
+            Some(a) => ApiError::Conflict(format!(
+                "alert {id} is {} but not held by this instance",
+                a.state
+            )),
+            None => ApiError::NotFound(m),
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `POST /api/v1/system/alerts/{id}/acknowledge` with `{who?, comment?}`.
@@ -302,102 +273,4 @@ pub async fn resolve_alert(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     act_on_alert(&sh, &req, &id, &body, true).await
-}
-
-/// `GET /api/v1/system/silences`: active and pending silences.
-pub async fn list_silences(sh: Sh) -> Result<HttpResponse, ApiError> {
-    let silences = sh.alerts.send(ListSilences).await?;
-    Ok(ok(json!({ "silences": silences })))
-}
-
-/// `POST /api/v1/system/silences` with `{matchers, starts_at?, ends_at | duration_ms, created_by?, comment?}`.
-pub async fn create_silence(
-    sh: Sh,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let r: SilenceRequest = required_body(&body)?;
-    let by = actor(&req, r.created_by.clone());
-    let row = r
-        .into_row(Utc::now(), &by)
-        .map_err(ApiError::Unprocessable)?;
-    let view = sh.alerts.send(CreateSilence(row)).await??;
-    audit(
-        &sh,
-        &req,
-        "silence.create",
-        "silence",
-        &view.row.id.to_string(),
-        json!({ "matchers": view.row.matchers, "ends_at": view.row.ends_at }),
-    );
-    Ok(HttpResponse::Created().json(json!({ "success": true, "data": view })))
-}
-
-/// `DELETE /api/v1/system/silences/{id}`: expire a silence now.
-pub async fn delete_silence(
-    sh: Sh,
-    req: HttpRequest,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id, "silence")?;
-    let by = actor(&req, None);
-    let view = sh.alerts.send(DeleteSilence { id, by }).await??;
-    audit(
-        &sh,
-        &req,
-        "silence.delete",
-        "silence",
-        &id.to_string(),
-        json!({}),
-    );
-    Ok(ok(view))
-}
-
-/// `GET /api/v1/system/maintenance-windows`.
-pub async fn list_maintenance(sh: Sh) -> Result<HttpResponse, ApiError> {
-    let windows = sh.alerts.send(ListMaintenance).await?;
-    Ok(ok(json!({ "windows": windows })))
-}
-
-/// `POST /api/v1/system/maintenance-windows` with `{name, matchers?, days, start, end, utc_offset_minutes?, created_by?, comment?}`.
-pub async fn create_maintenance(
-    sh: Sh,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let r: MaintenanceRequest = required_body(&body)?;
-    let by = actor(&req, r.created_by.clone());
-    let row = r
-        .into_row(Utc::now(), &by)
-        .map_err(ApiError::Unprocessable)?;
-    let view = sh.alerts.send(CreateMaintenance(row)).await??;
-    audit(
-        &sh,
-        &req,
-        "maintenance.create",
-        "maintenance_window",
-        &view.row.id.to_string(),
-        json!({ "name": view.row.name }),
-    );
-    Ok(HttpResponse::Created().json(json!({ "success": true, "data": view })))
-}
-
-/// `DELETE /api/v1/system/maintenance-windows/{id}`.
-pub async fn delete_maintenance(
-    sh: Sh,
-    req: HttpRequest,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id, "maintenance window")?;
-    let by = actor(&req, None);
-    let view = sh.alerts.send(DeleteMaintenance { id, by }).await??;
-    audit(
-        &sh,
-        &req,
-        "maintenance.delete",
-        "maintenance_window",
-        &id.to_string(),
-        json!({}),
-    );
-    Ok(ok(view))
 }

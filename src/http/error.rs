@@ -1,4 +1,7 @@
-//! The one error type of the HTTP boundary and the one place it becomes a response.
+//! The one error type of the HTTP boundary and the one place errors become responses: every
+//! error a handler meets converts into [`ApiError`] here (`From` impls below), and
+//! [`ApiError::error_response`] writes it. Framework errors without a body (a 405 from a
+//! route's guard, …) get the same envelope through [`envelope`].
 //!
 //! Clients get `{"success":false,"error":{"code","message"}}` with a stable code; 5xx bodies
 //! stay opaque (the cause goes to the log, not the client).
@@ -87,9 +90,73 @@ impl ResponseError for ApiError {
 }
 
 impl From<actix::MailboxError> for ApiError {
-    fn from(e: actix::MailboxError) -> Self {
-        ApiError::Unavailable(format!("a system component is not answering ({e})"))
+    fn from(_: actix::MailboxError) -> Self {
+        ApiError::Unavailable(
+            "a system component is restarting or failed; try again shortly (see /api/v1/system/agents)"
+                .to_owned(),
+        )
     }
+}
+
+impl From<crate::actors::alert_manager::AlertError> for ApiError {
+    fn from(e: crate::actors::alert_manager::AlertError) -> Self {
+        use crate::actors::alert_manager::AlertError;
+        match e {
+            AlertError::NotFound(m) => ApiError::NotFound(m),
+            AlertError::Conflict(m) => ApiError::Conflict(m),
+            AlertError::NotReady(m) => ApiError::Unavailable(m),
+        }
+    }
+}
+
+/// A too-long text is a bad request (400); a control character in it cannot be kept (422).
+impl From<crate::actors::alert_manager::silences::TextError> for ApiError {
+    fn from(e: crate::actors::alert_manager::silences::TextError) -> Self {
+        use crate::actors::alert_manager::silences::TextError;
+        match e {
+            TextError::TooLong(m) => ApiError::BadRequest(m),
+            TextError::Control(m) => ApiError::Unprocessable(m),
+        }
+    }
+}
+
+impl From<crate::handles::ActorLookupError> for ApiError {
+    fn from(e: crate::handles::ActorLookupError) -> Self {
+        use crate::handles::ActorLookupError;
+        match e {
+            ActorLookupError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            ActorLookupError::Disabled(_)
+            | ActorLookupError::Stopped(_)
+            | ActorLookupError::Unsupported(_) => ApiError::Conflict(e.to_string()),
+            ActorLookupError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::actors::harness::CallError> for ApiError {
+    fn from(e: crate::actors::harness::CallError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+/// The envelope for a framework error answered without a JSON body (code from the status).
+pub fn envelope(status: StatusCode) -> HttpResponse {
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("NOT_FOUND", "no such route".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "METHOD_NOT_ALLOWED",
+            "method not allowed on this route".to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ("PAYLOAD_TOO_LARGE", "request body too large".to_owned()),
+        s if s.is_server_error() => ("INTERNAL_ERROR", "internal error".to_owned()),
+        s => (
+            "BAD_REQUEST",
+            s.canonical_reason().unwrap_or("bad request").to_owned(),
+        ),
+    };
+    HttpResponse::build(status)
+        .insert_header(ContentType::json())
+        .body(json!({"success": false, "error": {"code": code, "message": message}}).to_string())
 }
 
 /// `{"success":true,"data":…}`.

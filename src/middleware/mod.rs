@@ -1,5 +1,3 @@
-//! Middleware: the request tracer (every request) and the admin token check (system routes).
+//! Middleware on every request: the request tracer.
 
-pub mod admin_auth;
 pub mod request_tracer;
-pub mod trace_context;

@@ -246,11 +246,12 @@ pub(crate) fn escape_html(s: &str) -> String {
 mod tests {
     use super::super::test_support::notice;
     use super::*;
+    use crate::domain::alert::Severity;
 
     #[test]
     fn subjects_carry_severity_or_resolved_on_one_line() {
         let mut n = notice(NotifyAction::Trigger);
-        n.alert.severity = "critical".into();
+        n.alert.severity = Severity::Critical;
         n.alert.message = "slow\nreally".into();
         assert_eq!(subject(&n), "[CRITICAL] API_SLOW on api: slow really");
         n.action = NotifyAction::Resolve;

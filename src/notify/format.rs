@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use crate::domain::alert::Severity;
-use crate::store::AlertRow;
+use crate::domain::alert::Alert;
+pub(crate) use crate::text::{clip_chars, redact};
 
 /// A number as people write it: `900`, `0`, `0.25` (at most three decimals).
 pub(crate) fn format_number(v: f64) -> String {
@@ -20,36 +20,31 @@ pub(crate) fn format_number(v: f64) -> String {
 }
 
 /// A label or metadata attribute as text (labels first).
-fn attribute(alert: &AlertRow, key: &str) -> Option<String> {
-    [&alert.labels, &alert.metadata]
-        .into_iter()
-        .filter_map(|v| v.get(key))
-        .find_map(|v| match v {
-            Value::String(s) if !s.is_empty() => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        })
+fn attribute(alert: &Alert, key: &str) -> Option<String> {
+    if let Some(v) = alert.labels.get(key).filter(|v| !v.is_empty()) {
+        return Some(v.clone());
+    }
+    match alert.metadata.get(key)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
-/// The severity in upper case (`HIGH`), or the stored text when it is not a known one.
-pub(crate) fn severity_label(alert: &AlertRow) -> String {
-    alert.severity.to_uppercase()
-}
-
-/// The parsed severity (`None` for an unknown one).
-pub(crate) fn severity(alert: &AlertRow) -> Option<Severity> {
-    Severity::parse(&alert.severity)
+/// The severity in upper case (`HIGH`).
+pub(crate) fn severity_label(alert: &Alert) -> String {
+    alert.severity.as_str().to_uppercase()
 }
 
 /// The facts every channel shows: Severity, Component, Value, Threshold, Route and Trace when
 /// known, Occurrences. "N/A" only when a value is absent (0 shows as 0).
-pub(crate) fn facts(alert: &AlertRow) -> Vec<(&'static str, String)> {
+pub(crate) fn facts(alert: &Alert) -> Vec<(&'static str, String)> {
     let num = |v: Option<f64>| v.map_or_else(|| "N/A".to_owned(), format_number);
     let mut out = vec![
         ("Severity", severity_label(alert)),
         ("Component", alert.component.clone()),
-        ("Value", num(alert.actual_value)),
-        ("Threshold", num(alert.threshold_value)),
+        ("Value", num(alert.value)),
+        ("Threshold", num(alert.threshold)),
     ];
     if let Some(route) = attribute(alert, "route") {
         out.push(("Route", route));
@@ -62,7 +57,7 @@ pub(crate) fn facts(alert: &AlertRow) -> Vec<(&'static str, String)> {
 }
 
 /// Who or what resolved the alert, as a sentence fragment.
-pub(crate) fn resolution_text(alert: &AlertRow) -> String {
+pub(crate) fn resolution_text(alert: &Alert) -> String {
     let mut s = if alert.auto_resolved {
         "condition cleared (auto-resolved)".to_owned()
     } else {
@@ -85,25 +80,6 @@ pub(crate) fn is_web_link(link: &str) -> bool {
         && lower.len() > "https://".len()
 }
 
-/// `text` with every non-empty secret replaced, so error texts never carry a key or URL.
-pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
-    let mut out = text.to_owned();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(s, "<redacted>");
-    }
-    out
-}
-
-/// `s` cut to at most `max` characters, on a character boundary, with `…` when cut.
-pub(crate) fn clip_chars(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
 #[cfg(test)]
 pub(crate) mod test_support {
     use chrono::Utc;
@@ -111,10 +87,10 @@ pub(crate) mod test_support {
 
     use super::super::Notice;
     use super::*;
-    use crate::domain::alert::{AlertSignal, NotifyAction};
+    use crate::domain::alert::{AlertSignal, NotifyAction, Severity};
 
     /// A firing API_SLOW alert on `/orders` (value 900 against 500, seen 3 times).
-    pub fn alert() -> AlertRow {
+    pub fn alert() -> Alert {
         let signal = AlertSignal::new(
             "API_SLOW",
             "api",
@@ -124,7 +100,7 @@ pub(crate) mod test_support {
         .label("route", "/orders")
         .measured(900.0, 500.0)
         .with_metadata(json!({ "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736" }));
-        let mut a = AlertRow::firing(signal, Utc::now());
+        let mut a = Alert::firing(signal, Utc::now());
         a.fingerprint = "0123456789abcdef".into();
         a.occurrences = 3;
         a
@@ -156,8 +132,8 @@ mod tests {
     #[test]
     fn facts_say_na_only_when_absent() {
         let mut a = alert();
-        a.actual_value = Some(0.0);
-        a.threshold_value = None;
+        a.value = Some(0.0);
+        a.threshold = None;
         let f = facts(&a);
         assert!(f.contains(&("Value", "0".into())));
         assert!(f.contains(&("Threshold", "N/A".into())));
@@ -175,18 +151,5 @@ mod tests {
         a.auto_resolved = true;
         a.resolution = None;
         assert_eq!(resolution_text(&a), "condition cleared (auto-resolved)");
-    }
-
-    #[test]
-    fn secrets_are_redacted_and_clipping_keeps_char_boundaries() {
-        assert_eq!(
-            redact(
-                "POST https://hooks/x/SECRET failed",
-                &["https://hooks/x/SECRET", ""]
-            ),
-            "POST <redacted> failed"
-        );
-        assert_eq!(clip_chars("ééé", 2), "é…");
-        assert_eq!(clip_chars("abc", 3), "abc");
     }
 }

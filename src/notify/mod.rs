@@ -8,7 +8,8 @@
 //! - each configured channel has one worker with a bounded FIFO queue (`NOTIFY_QUEUE_MAX`); it
 //!   delivers one notice at a time, retrying what [`NotifyError::retryable`] says is worth
 //!   retrying with jittered exponential backoff (and a 429's `Retry-After`), up to
-//!   `NOTIFY_MAX_ATTEMPTS` attempts;
+//!   `NOTIFY_MAX_ATTEMPTS` attempts, through the channel's circuit breaker (an open breaker
+//!   refuses at once and the notice waits for the probe);
 //! - every attempt is written to `notification_log`
 //!   ([`NotificationRow`](crate::store::NotificationRow)) through the store.
 //!
@@ -21,12 +22,10 @@
 
 mod email;
 mod format;
-mod http;
 mod pagerduty;
 mod slack;
 mod worker;
 
-use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -36,24 +35,24 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::config::NotifySettings;
+use crate::domain::alert::Alert;
 use crate::domain::alert::{ChannelKind, NotifyAction};
-use crate::store::{AlertRow, Store};
+use crate::store::Store;
 
 #[cfg(test)]
 pub(crate) use format::test_support;
-pub(crate) use format::{
-    clip_chars, facts, is_web_link, redact, resolution_text, severity, severity_label,
-};
+pub(crate) use format::{clip_chars, facts, is_web_link, redact, resolution_text, severity_label};
 
+use crate::outbound::{Breakers, RetryPolicy};
 use email::EmailNotifier;
 use pagerduty::PagerDutyNotifier;
 use slack::SlackNotifier;
-use worker::{Enqueue, RetryPolicy, Worker};
+use worker::{Enqueue, Worker};
 
 /// What a channel is asked to deliver: the alert as it is now, why, and where to see it.
 #[derive(Debug, Clone)]
 pub struct Notice {
-    pub alert: AlertRow,
+    pub alert: Alert,
     pub action: NotifyAction,
     /// The alert's page (computed by the caller from `ALERT_LINK_BASE_URL`); shown as is, and
     /// made a link when it is an absolute http(s) URL.
@@ -69,44 +68,8 @@ pub struct Delivered {
     pub detail: serde_json::Map<String, Value>,
 }
 
-/// A failed attempt, and whether another attempt could succeed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NotifyError {
-    /// Connection errors, timeouts, 5xx, 429 and SMTP 4xx: yes. Other 4xx, SMTP 5xx and bad
-    /// configuration: no.
-    pub retryable: bool,
-    pub http_status: Option<u16>,
-    /// What the receiver asked for (`Retry-After`); the worker waits at least this long.
-    pub retry_after: Option<Duration>,
-    /// For logs and `notification_log.error`; never contains a secret (webhook URL, key).
-    pub message: String,
-}
-
-impl NotifyError {
-    /// Worth another attempt.
-    pub fn transient(message: impl Into<String>) -> Self {
-        NotifyError {
-            retryable: true,
-            http_status: None,
-            retry_after: None,
-            message: message.into(),
-        }
-    }
-
-    /// Another attempt would fail the same way.
-    pub fn permanent(message: impl Into<String>) -> Self {
-        NotifyError {
-            retryable: false,
-            ..NotifyError::transient(message)
-        }
-    }
-}
-
-impl fmt::Display for NotifyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
+/// A failed attempt, and whether another attempt could succeed (the outbound calls' error).
+pub use crate::outbound::OutboundError as NotifyError;
 
 /// One channel's delivery contract.
 ///
@@ -129,6 +92,16 @@ pub trait Notifier: 'static {
 
     /// One attempt.
     async fn send(&self, notice: &Notice) -> Result<Delivered, NotifyError>;
+}
+
+/// The notifiers' retry policy (`NOTIFY_*`).
+pub fn retry_policy(s: &NotifySettings) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: s.max_attempts.max(1),
+        backoff_initial: Duration::from_millis(s.backoff_initial_ms.max(1)),
+        backoff_max: Duration::from_millis(s.backoff_max_ms.max(s.backoff_initial_ms).max(1)),
+        timeout: Duration::from_millis(s.timeout_ms.max(1)),
+    }
 }
 
 /// Whether `channel` sends anything for `action`: acknowledgements only go to PagerDuty (a chat
@@ -197,7 +170,7 @@ impl Notifiers {
     /// Start one worker per configured channel (Slack when `slack_webhook_url` is set,
     /// PagerDuty when `pagerduty_api_key` is set, email when `smtp_url` and `alert_email_to`
     /// are), on an arbiter of their own. Must be called inside a running actix `System`.
-    pub fn start(settings: &NotifySettings, store: Store) -> Notifiers {
+    pub fn start(settings: &NotifySettings, store: Store, breakers: &Breakers) -> Notifiers {
         let stats: [Arc<ChannelStats>; 3] = Default::default();
         let mut workers: [Option<Recipient<Enqueue>>; 3] = Default::default();
         let slack = settings.slack_webhook_url.is_some();
@@ -208,7 +181,7 @@ impl Notifiers {
             // one); an `Err` means one is installed already.
             let _ = rustls::crypto::ring::default_provider().install_default();
             let arbiter = Arbiter::new().handle();
-            let policy = RetryPolicy::from_settings(settings);
+            let policy = retry_policy(settings);
             if slack {
                 let s = settings.clone();
                 workers[slot(ChannelKind::Slack)] = Some(Worker::start(
@@ -217,6 +190,7 @@ impl Notifiers {
                     policy,
                     store.clone(),
                     stats[slot(ChannelKind::Slack)].clone(),
+                    breakers.get("slack"),
                 ));
             }
             if pagerduty {
@@ -227,6 +201,7 @@ impl Notifiers {
                     policy,
                     store.clone(),
                     stats[slot(ChannelKind::PagerDuty)].clone(),
+                    breakers.get("pagerduty"),
                 ));
             }
             if email {
@@ -237,6 +212,7 @@ impl Notifiers {
                     policy,
                     store.clone(),
                     stats[slot(ChannelKind::Email)].clone(),
+                    breakers.get("email"),
                 ));
             }
         }

@@ -10,19 +10,17 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{
-    clip_chars, http, is_web_link, severity, severity_label, Delivered, Notice, Notifier,
-    NotifyError,
-};
+use super::{clip_chars, is_web_link, severity_label, Delivered, Notice, Notifier, NotifyError};
 use crate::config::NotifySettings;
 use crate::domain::alert::{ChannelKind, NotifyAction, Severity};
+use crate::outbound::HttpClient;
 
 /// PagerDuty's limit on `payload.summary`.
 const SUMMARY_CHARS: usize = 1024;
 
 /// The PagerDuty channel.
 pub struct PagerDutyNotifier {
-    client: awc::Client,
+    client: HttpClient,
     events_url: String,
     routing_key: String,
 }
@@ -32,7 +30,7 @@ impl PagerDutyNotifier {
     /// every send fails permanently.
     pub fn new(s: &NotifySettings) -> Self {
         PagerDutyNotifier {
-            client: http::client(Duration::from_millis(s.timeout_ms.max(1))),
+            client: HttpClient::new(Duration::from_millis(s.timeout_ms.max(1)), true),
             events_url: s.pagerduty_events_url.clone(),
             routing_key: s.pagerduty_api_key.clone().unwrap_or_default(),
         }
@@ -56,8 +54,10 @@ impl Notifier for PagerDutyNotifier {
             return Err(NotifyError::permanent("PAGERDUTY_API_KEY is not set"));
         }
         let body = event(notice, &self.routing_key);
-        let answer =
-            http::post_json(&self.client, &self.events_url, &body, &[&self.routing_key]).await?;
+        let answer = self
+            .client
+            .post_json(&self.events_url, &body, &[&self.routing_key])
+            .await?;
         let mut detail = serde_json::Map::new();
         // PagerDuty echoes the key it used; keep it when it says something else.
         if let Some(key) = serde_json::from_str::<Value>(&answer.body)
@@ -87,13 +87,12 @@ fn event_action(action: NotifyAction) -> &'static str {
 }
 
 /// Our severity in PagerDuty's four: critical, error, warning, info.
-pub(crate) fn pd_severity(s: Option<Severity>) -> &'static str {
+pub(crate) fn pd_severity(s: Severity) -> &'static str {
     match s {
-        Some(Severity::Critical) => "critical",
-        Some(Severity::High) => "error",
-        Some(Severity::Medium) => "warning",
-        Some(Severity::Low) | Some(Severity::Info) => "info",
-        None => "warning",
+        Severity::Critical => "critical",
+        Severity::High => "error",
+        Severity::Medium => "warning",
+        Severity::Low | Severity::Info => "info",
     }
 }
 
@@ -115,14 +114,14 @@ pub(crate) fn event(notice: &Notice, routing_key: &str) -> Value {
         "payload": {
             "summary": summary,
             "source": "selfheal",
-            "severity": pd_severity(severity(a)),
+            "severity": pd_severity(a.severity),
             "timestamp": a.last_seen,
             "component": a.component,
             "group": a.alert_type,
             "custom_details": {
                 "alert_id": a.id,
-                "value": a.actual_value,
-                "threshold": a.threshold_value,
+                "value": a.value,
+                "threshold": a.threshold,
                 "occurrences": a.occurrences,
                 "labels": a.labels,
                 "first_seen": a.first_seen,
@@ -197,10 +196,7 @@ mod tests {
 
     #[test]
     fn severities_map_to_pagerduty_levels() {
-        let map: Vec<&str> = Severity::ALL
-            .into_iter()
-            .map(|s| pd_severity(Some(s)))
-            .collect();
+        let map: Vec<&str> = Severity::ALL.into_iter().map(pd_severity).collect();
         assert_eq!(map, ["critical", "error", "warning", "info", "info"]);
     }
 }

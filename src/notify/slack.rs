@@ -12,11 +12,12 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{
-    clip_chars, facts, http, is_web_link, resolution_text, severity, severity_label, Delivered,
-    Notice, Notifier, NotifyError,
+    clip_chars, facts, is_web_link, resolution_text, severity_label, Delivered, Notice, Notifier,
+    NotifyError,
 };
 use crate::config::NotifySettings;
 use crate::domain::alert::{ChannelKind, NotifyAction, Severity};
+use crate::outbound::HttpClient;
 
 /// Slack's limits for a header's text and a section's text.
 const HEADER_CHARS: usize = 150;
@@ -26,7 +27,7 @@ const RESOLVED_COLOUR: &str = "#2eb67d";
 
 /// The Slack channel.
 pub struct SlackNotifier {
-    client: awc::Client,
+    client: HttpClient,
     webhook_url: String,
     channel: String,
     mention: String,
@@ -37,7 +38,7 @@ impl SlackNotifier {
     /// every send fails permanently.
     pub fn new(s: &NotifySettings) -> Self {
         SlackNotifier {
-            client: http::client(Duration::from_millis(s.timeout_ms.max(1))),
+            client: HttpClient::new(Duration::from_millis(s.timeout_ms.max(1)), true),
             webhook_url: s.slack_webhook_url.clone().unwrap_or_default(),
             channel: s.slack_channel.clone(),
             mention: mention(&s.slack_mention),
@@ -59,8 +60,10 @@ impl Notifier for SlackNotifier {
             return Err(NotifyError::permanent("SLACK_WEBHOOK_URL is not set"));
         }
         let body = payload(notice, &self.channel, &self.mention);
-        let answer =
-            http::post_json(&self.client, &self.webhook_url, &body, &[&self.webhook_url]).await?;
+        let answer = self
+            .client
+            .post_json(&self.webhook_url, &body, &[&self.webhook_url])
+            .await?;
         Ok(Delivered {
             http_status: Some(answer.status),
             detail: Default::default(),
@@ -109,12 +112,12 @@ fn colour(notice: &Notice) -> &'static str {
     if notice.action == NotifyAction::Resolve {
         return RESOLVED_COLOUR;
     }
-    match severity(&notice.alert) {
-        Some(Severity::Critical) => "#ff0000",
-        Some(Severity::High) => "#ff6600",
-        Some(Severity::Medium) => "#ffcc00",
-        Some(Severity::Low) => "#0066ff",
-        _ => "#cccccc",
+    match notice.alert.severity {
+        Severity::Critical => "#ff0000",
+        Severity::High => "#ff6600",
+        Severity::Medium => "#ffcc00",
+        Severity::Low => "#0066ff",
+        Severity::Info => "#cccccc",
     }
 }
 
@@ -143,7 +146,7 @@ pub(crate) fn payload(notice: &Notice, channel: &str, mention: &str) -> Value {
     let mut text = format!("{}: {}", escape(&summary), escape(&a.message));
     let paging = matches!(notice.action, NotifyAction::Trigger | NotifyAction::Repeat);
     let mut message_line = escape(&a.message);
-    if paging && severity(a) == Some(Severity::Critical) && !mention.is_empty() {
+    if paging && a.severity == Severity::Critical && !mention.is_empty() {
         text = format!("{mention} {text}");
         message_line = format!("{mention} {message_line}");
     }
@@ -253,7 +256,7 @@ mod tests {
     #[test]
     fn critical_triggers_mention_and_text_is_escaped() {
         let mut n = notice(NotifyAction::Trigger);
-        n.alert.severity = "critical".into();
+        n.alert.severity = Severity::Critical;
         n.alert.message = "a < b & c".into();
         let p = payload(&n, "", "<!here>");
         let text = p["text"].as_str().unwrap();
@@ -266,7 +269,7 @@ mod tests {
     #[test]
     fn resolve_says_who_and_does_not_mention() {
         let mut n = notice(NotifyAction::Resolve);
-        n.alert.severity = "critical".into();
+        n.alert.severity = Severity::Critical;
         n.alert.auto_resolved = true;
         let p = payload(&n, "#a", "<!channel>");
         assert!(!p["text"].as_str().unwrap().contains("<!channel>"));

@@ -18,7 +18,7 @@ use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 use chrono::Utc;
@@ -27,64 +27,13 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{ChannelStats, Delivered, Notice, Notifier, NotifyError};
-use crate::config::NotifySettings;
+use crate::outbound::{Attempt, CircuitBreaker, RetryPolicy};
 use crate::store::{NotificationRow, Record, Store};
-
-/// Longest `Retry-After` honoured: a receiver asking for more gets asked again sooner rather
-/// than freezing the channel for hours.
-const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
 
 /// Queue a notice (its place is already reserved in the channel's `queued` count).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Enqueue(pub Notice);
-
-/// How a worker times and retries attempts.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryPolicy {
-    /// Attempts per notice, at least 1.
-    pub max_attempts: u32,
-    /// Delay before the first retry; doubled for each further one.
-    pub backoff_initial: Duration,
-    /// Longest delay between attempts (before `Retry-After`).
-    pub backoff_max: Duration,
-    /// Per attempt.
-    pub timeout: Duration,
-}
-
-impl RetryPolicy {
-    pub fn from_settings(s: &NotifySettings) -> Self {
-        RetryPolicy {
-            max_attempts: s.max_attempts.max(1),
-            backoff_initial: Duration::from_millis(s.backoff_initial_ms.max(1)),
-            backoff_max: Duration::from_millis(s.backoff_max_ms.max(s.backoff_initial_ms).max(1)),
-            timeout: Duration::from_millis(s.timeout_ms.max(1)),
-        }
-    }
-
-    /// The wait after failed attempt number `attempt` (1-based): `initial · 2^(attempt-1)`
-    /// capped at `max`, with equal jitter (half fixed, half random) so that retries of many
-    /// instances spread out but never come sooner than half the nominal delay.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(1).min(30);
-        let nominal = self
-            .backoff_initial
-            .saturating_mul(1u32 << exp)
-            .min(self.backoff_max);
-        let ms = u64::try_from(nominal.as_millis()).unwrap_or(u64::MAX);
-        let half = ms / 2;
-        Duration::from_millis(half + fastrand::u64(0..=ms - half))
-    }
-
-    /// The wait after a failed attempt: the backoff, or longer when the receiver asked.
-    fn delay(&self, attempt: u32, err: &NotifyError) -> Duration {
-        let backoff = self.backoff(attempt);
-        match err.retry_after {
-            Some(asked) => backoff.max(asked.min(RETRY_AFTER_CAP)),
-            None => backoff,
-        }
-    }
-}
 
 /// What one delivery needs; shared (`Rc`) between the actor and its in-flight delivery.
 struct Shared<N> {
@@ -92,6 +41,8 @@ struct Shared<N> {
     policy: RetryPolicy,
     store: Store,
     stats: Arc<ChannelStats>,
+    /// The channel's circuit breaker: an open one refuses at once, and the notice waits.
+    breaker: CircuitBreaker,
     /// When the last attempt ended, for the channel's minimum interval.
     last_attempt: std::cell::Cell<Option<Instant>>,
 }
@@ -111,6 +62,7 @@ impl<N: Notifier> Worker<N> {
         policy: RetryPolicy,
         store: Store,
         stats: Arc<ChannelStats>,
+        breaker: CircuitBreaker,
     ) -> Recipient<Enqueue>
     where
         F: FnOnce() -> N + Send + 'static,
@@ -121,6 +73,7 @@ impl<N: Notifier> Worker<N> {
                 policy,
                 store,
                 stats,
+                breaker,
                 last_attempt: std::cell::Cell::new(None),
             }),
             queue: VecDeque::new(),
@@ -167,78 +120,82 @@ impl<N: Notifier> Handler<Enqueue> for Worker<N> {
 async fn deliver<N: Notifier>(shared: Rc<Shared<N>>, notice: Notice) {
     let channel = shared.notifier.kind().as_str();
     let policy = shared.policy;
-    let mut attempt: u32 = 1;
-    loop {
-        pace(&shared).await;
-        let result = attempt_once(&shared, &notice).await;
-        shared.last_attempt.set(Some(Instant::now()));
-        let mut detail = shared.notifier.row_detail(&notice);
-        let what = format!(
+    let what = |attempt: u32| {
+        format!(
             "{channel} {} of {} (alert {}, attempt {attempt}/{})",
             notice.action.as_str(),
             notice.alert.alert_type,
             notice.alert.id,
             policy.max_attempts
-        );
-        match result {
-            Ok(delivered) => {
-                detail.extend(delivered.detail);
-                record(
-                    &shared,
-                    &notice,
-                    "sent",
-                    attempt,
-                    delivered.http_status,
-                    None,
-                    detail,
-                );
-                shared.stats.sent.fetch_add(1, Ordering::Relaxed);
-                log::info!("sent {what}");
-                break;
-            }
-            Err(err) if err.retryable && attempt < policy.max_attempts => {
-                let wait = policy.delay(attempt, &err);
-                detail.insert("retry_in_ms".into(), json!(wait.as_millis() as u64));
-                if let Some(asked) = err.retry_after {
-                    detail.insert("retry_after_ms".into(), json!(asked.as_millis() as u64));
+        )
+    };
+    let outcome = policy
+        .run(
+            |_| async {
+                pace(&shared).await;
+                let result = policy.timed(attempt_once(&shared, &notice)).await;
+                shared.last_attempt.set(Some(Instant::now()));
+                result
+            },
+            |attempt, outcome| {
+                let mut detail = shared.notifier.row_detail(&notice);
+                match outcome {
+                    Attempt::Succeeded(delivered) => {
+                        detail.extend(delivered.detail.clone());
+                        record(
+                            &shared,
+                            &notice,
+                            "sent",
+                            attempt,
+                            delivered.http_status,
+                            None,
+                            detail,
+                        );
+                        shared.stats.sent.fetch_add(1, Ordering::Relaxed);
+                        log::info!("sent {}", what(attempt));
+                    }
+                    Attempt::WillRetry { error, wait } => {
+                        detail.insert("retry_in_ms".into(), json!(wait.as_millis() as u64));
+                        if let Some(asked) = error.retry_after {
+                            detail.insert("retry_after_ms".into(), json!(asked.as_millis() as u64));
+                        }
+                        record(
+                            &shared,
+                            &notice,
+                            "retrying",
+                            attempt,
+                            error.http_status,
+                            Some(error),
+                            detail,
+                        );
+                        shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        shared.stats.set_last_error(&error.message);
+                        log::warn!("{} failed, retrying in {wait:?}: {error}", what(attempt));
+                    }
+                    Attempt::GaveUp(error) => {
+                        record(
+                            &shared,
+                            &notice,
+                            "failed",
+                            attempt,
+                            error.http_status,
+                            Some(error),
+                            detail,
+                        );
+                        shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+                        shared.stats.set_last_error(&error.message);
+                        let why = if error.retryable {
+                            "out of attempts"
+                        } else {
+                            "not retryable"
+                        };
+                        log::error!("{} failed, given up ({why}): {error}", what(attempt));
+                    }
                 }
-                record(
-                    &shared,
-                    &notice,
-                    "retrying",
-                    attempt,
-                    err.http_status,
-                    Some(&err),
-                    detail,
-                );
-                shared.stats.retries.fetch_add(1, Ordering::Relaxed);
-                shared.stats.set_last_error(&err.message);
-                log::warn!("{what} failed, retrying in {wait:?}: {err}");
-                actix_rt::time::sleep(wait).await;
-                attempt += 1;
-            }
-            Err(err) => {
-                record(
-                    &shared,
-                    &notice,
-                    "failed",
-                    attempt,
-                    err.http_status,
-                    Some(&err),
-                    detail,
-                );
-                shared.stats.failed.fetch_add(1, Ordering::Relaxed);
-                shared.stats.set_last_error(&err.message);
-                let why = if err.retryable {
-                    "out of attempts"
-                } else {
-                    "not retryable"
-                };
-                log::error!("{what} failed, given up ({why}): {err}");
-                break;
-            }
-        }
-    }
+            },
+        )
+        .await;
+    drop(outcome);
     shared.stats.queued.fetch_sub(1, Ordering::AcqRel);
 }
 
@@ -253,23 +210,29 @@ async fn pace<N: Notifier>(shared: &Shared<N>) {
     }
 }
 
-/// One attempt, bounded by the timeout; a panic in the channel is a permanent failure.
+/// One attempt through the channel's breaker (the policy bounds it by the timeout); a panic in
+/// the channel is a permanent failure. A retryable failure counts against the target; an
+/// answer that says our notice is wrong (a 4xx) means the target is up.
 async fn attempt_once<N: Notifier>(
     shared: &Shared<N>,
     notice: &Notice,
 ) -> Result<Delivered, NotifyError> {
-    let timeout = shared.policy.timeout;
+    let permit = shared
+        .breaker
+        .acquire()
+        .map_err(|r| NotifyError::breaker_open(&r))?;
     let send = AssertUnwindSafe(shared.notifier.send(notice)).catch_unwind();
-    match actix_rt::time::timeout(timeout, send).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(_panic)) => Err(NotifyError::permanent(
+    let result = match send.await {
+        Ok(result) => result,
+        Err(_panic) => Err(NotifyError::permanent(
             "internal error (the channel panicked)",
         )),
-        Err(_elapsed) => Err(NotifyError::transient(format!(
-            "timed out after {} ms",
-            timeout.as_millis()
-        ))),
+    };
+    match &result {
+        Err(e) if e.retryable => permit.failure(&e.message),
+        _ => permit.success(),
     }
+    result
 }
 
 fn record<N: Notifier>(
@@ -283,7 +246,7 @@ fn record<N: Notifier>(
 ) {
     shared.store.write(Record::Notification(NotificationRow {
         id: Uuid::new_v4(),
-        alert_id: notice.alert.id,
+        alert_id: notice.alert.id.0,
         channel: shared.notifier.kind().as_str().to_owned(),
         action: notice.action.as_str().to_owned(),
         status: status.to_owned(),
@@ -293,42 +256,4 @@ fn record<N: Notifier>(
         detail: Value::Object(detail),
         created_at: Utc::now(),
     }));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn policy(initial: u64, max: u64) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 5,
-            backoff_initial: Duration::from_millis(initial),
-            backoff_max: Duration::from_millis(max),
-            timeout: Duration::from_secs(1),
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_with_equal_jitter_up_to_the_cap() {
-        let p = policy(100, 1000);
-        for _ in 0..200 {
-            let b1 = p.backoff(1).as_millis();
-            assert!((50..=100).contains(&b1), "{b1}");
-            let b3 = p.backoff(3).as_millis();
-            assert!((200..=400).contains(&b3), "{b3}");
-            let b10 = p.backoff(10).as_millis();
-            assert!((500..=1000).contains(&b10), "{b10}");
-        }
-        assert!(p.backoff(u32::MAX) <= Duration::from_millis(1000));
-    }
-
-    #[test]
-    fn retry_after_wins_when_longer_and_is_capped() {
-        let p = policy(10, 20);
-        let mut e = NotifyError::transient("429");
-        e.retry_after = Some(Duration::from_secs(2));
-        assert!(p.delay(1, &e) >= Duration::from_secs(2));
-        e.retry_after = Some(Duration::from_secs(86_400));
-        assert_eq!(p.delay(1, &e), RETRY_AFTER_CAP);
-    }
 }

@@ -1,6 +1,8 @@
-//! The in-memory backend: bounded tables (the newest `STORE_MEMORY_ROWS` rows of each). In
-//! standalone mode it is the store; with Postgres it mirrors every write, so reads still
-//! answer (flagged partial) while Postgres is unreachable.
+//! The in-memory backend: bounded tables (the newest `STORE_MEMORY_ROWS` rows of each, and at
+//! most `STORE_MEMORY_BYTES` bytes of them, sized as their JSON). In standalone mode it is the
+//! store; with Postgres it mirrors every write, so reads still answer (flagged partial) while
+//! Postgres is unreachable. A deleted silence or maintenance window leaves memory at once
+//! (nothing reads it back).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -11,33 +13,74 @@ use uuid::Uuid;
 use super::model::*;
 use super::{AlertQuery, MetricHistoryQuery, Page, MAINTENANCE_WINDOWS_MAX, SILENCES_MAX};
 
-/// A bounded table: rows in write order, oldest evicted first.
+/// A bounded table: rows in write order, oldest evicted first, bounded by rows and bytes.
 #[derive(Debug)]
 struct Table<T> {
     rows: VecDeque<T>,
+    /// Each row's size, in the same order.
+    sizes: VecDeque<usize>,
+    bytes: usize,
     cap: usize,
+    max_bytes: usize,
 }
 
-impl<T> Table<T> {
-    fn new(cap: usize) -> Self {
+/// A row's size in memory, estimated as its JSON.
+fn size_of<T: serde::Serialize>(row: &T) -> usize {
+    serde_json::to_vec(row).map_or(0, |v| v.len())
+}
+
+impl<T: serde::Serialize> Table<T> {
+    fn new(cap: usize, max_bytes: usize) -> Self {
         Table {
             rows: VecDeque::new(),
+            sizes: VecDeque::new(),
+            bytes: 0,
             cap: cap.max(1),
+            max_bytes: max_bytes.max(1),
         }
     }
 
     fn push(&mut self, row: T) {
-        if self.rows.len() >= self.cap {
+        let size = size_of(&row);
+        while !self.rows.is_empty()
+            && (self.rows.len() >= self.cap || self.bytes + size > self.max_bytes)
+        {
             self.rows.pop_front();
+            self.bytes -= self.sizes.pop_front().unwrap_or(0);
         }
         self.rows.push_back(row);
+        self.sizes.push_back(size);
+        self.bytes += size;
     }
 
     /// Replace the row `same` matches, or append.
     fn upsert(&mut self, row: T, same: impl Fn(&T, &T) -> bool) {
-        match self.rows.iter_mut().rev().find(|r| same(r, &row)) {
-            Some(existing) => *existing = row,
+        match self.rows.iter().rposition(|r| same(r, &row)) {
+            Some(i) => {
+                let size = size_of(&row);
+                self.bytes = self.bytes - self.sizes[i] + size;
+                self.sizes[i] = size;
+                self.rows[i] = row;
+                // A row that grew may push the table over its byte cap.
+                while self.bytes > self.max_bytes && self.rows.len() > 1 {
+                    self.rows.pop_front();
+                    self.bytes -= self.sizes.pop_front().unwrap_or(0);
+                }
+            }
             None => self.push(row),
+        }
+    }
+
+    /// Remove the rows `gone` matches.
+    fn remove(&mut self, gone: impl Fn(&T) -> bool) {
+        let mut i = 0;
+        while i < self.rows.len() {
+            if gone(&self.rows[i]) {
+                self.rows.remove(i);
+                self.bytes -= self.sizes.remove(i).unwrap_or(0);
+            } else {
+                i += 1;
+            }
         }
     }
 
@@ -97,24 +140,47 @@ fn by_created_desc<T>(rows: &mut [T], at: impl Fn(&T) -> (DateTime<Utc>, Uuid)) 
 }
 
 impl MemoryStore {
-    /// Tables holding at most `rows` rows each.
-    pub fn new(rows: usize) -> Self {
+    /// Tables holding at most `rows` rows and `bytes` bytes each.
+    pub fn new(rows: usize, bytes: usize) -> Self {
         MemoryStore {
             tables: Mutex::new(Tables {
-                alerts: Table::new(rows),
-                notifications: Table::new(rows),
-                diagnostics: Table::new(rows),
-                repairs: Table::new(rows),
-                patterns: Table::new(rows),
-                predictions: Table::new(rows),
-                security: Table::new(rows),
-                performance: Table::new(rows),
-                health_metrics: Table::new(rows),
-                audit: Table::new(rows),
-                silences: Table::new(rows),
-                maintenance: Table::new(rows),
+                alerts: Table::new(rows, bytes),
+                notifications: Table::new(rows, bytes),
+                diagnostics: Table::new(rows, bytes),
+                repairs: Table::new(rows, bytes),
+                patterns: Table::new(rows, bytes),
+                predictions: Table::new(rows, bytes),
+                security: Table::new(rows, bytes),
+                performance: Table::new(rows, bytes),
+                health_metrics: Table::new(rows, bytes),
+                audit: Table::new(rows, bytes),
+                silences: Table::new(rows, bytes),
+                maintenance: Table::new(rows, bytes),
             }),
         }
+    }
+
+    /// Rows and bytes held in all tables.
+    pub fn size(&self) -> (usize, usize) {
+        self.with(|t| {
+            let tables: [(usize, usize); 12] = [
+                (t.alerts.rows.len(), t.alerts.bytes),
+                (t.notifications.rows.len(), t.notifications.bytes),
+                (t.diagnostics.rows.len(), t.diagnostics.bytes),
+                (t.repairs.rows.len(), t.repairs.bytes),
+                (t.patterns.rows.len(), t.patterns.bytes),
+                (t.predictions.rows.len(), t.predictions.bytes),
+                (t.security.rows.len(), t.security.bytes),
+                (t.performance.rows.len(), t.performance.bytes),
+                (t.health_metrics.rows.len(), t.health_metrics.bytes),
+                (t.audit.rows.len(), t.audit.bytes),
+                (t.silences.rows.len(), t.silences.bytes),
+                (t.maintenance.rows.len(), t.maintenance.bytes),
+            ];
+            tables
+                .iter()
+                .fold((0, 0), |(r, b), (tr, tb)| (r + tr, b + tb))
+        })
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Tables) -> R) -> R {
@@ -152,7 +218,12 @@ impl MemoryStore {
                 .health_metrics
                 .insert_once(r, |a, b| a.bucket_key() == b.bucket_key()),
             Record::Audit(r) => t.audit.insert_once(r, |a, b| a.id == b.id),
+            // Deleted: nothing reads it back from memory, so it leaves.
+            Record::Silence(r) if r.deleted_at.is_some() => t.silences.remove(|s| s.id == r.id),
             Record::Silence(r) => t.silences.upsert(r, |a, b| a.id == b.id),
+            Record::Maintenance(r) if r.deleted_at.is_some() => {
+                t.maintenance.remove(|w| w.id == r.id)
+            }
             Record::Maintenance(r) => t.maintenance.upsert(r, |a, b| a.id == b.id),
         })
     }

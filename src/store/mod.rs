@@ -32,6 +32,7 @@ pub use postgres::PgStore;
 pub use writer::{WriterState, WriterStatus};
 
 use crate::config::Settings;
+use crate::supervision::{Core, Reporter, StatusCell};
 use writer::{Drain, Enqueue, SharedStatus, StoreWriter};
 
 /// Why a store operation failed.
@@ -80,6 +81,17 @@ impl AlertQuery {
             && self.alert_type.as_ref().is_none_or(|t| &a.alert_type == t)
             && self.since.is_none_or(|t| a.created_at >= t)
     }
+
+    /// Whether the alert `a` passes the filters (the routes' overlay of fresh copies).
+    pub fn matches_alert(&self, a: &crate::domain::alert::Alert) -> bool {
+        self.state.as_ref().is_none_or(|s| a.state.as_str() == s)
+            && self
+                .severity
+                .as_ref()
+                .is_none_or(|s| a.severity.as_str() == s)
+            && self.alert_type.as_ref().is_none_or(|t| &a.alert_type == t)
+            && self.since.is_none_or(|t| a.created_at >= t)
+    }
 }
 
 /// Filters for metric rollups.
@@ -123,11 +135,15 @@ pub struct StoreOptions {
     pub batch: usize,
     pub flush_every: Duration,
     pub memory_rows: usize,
+    /// Bytes per in-memory table, at most.
+    pub memory_bytes: usize,
     /// Days kept in Postgres: metric rollups; resolved alerts, expired or deleted silences
     /// and deleted maintenance windows; patterns (`0`: forever).
     pub retention: (u32, u32, u32),
     /// Where unwritten records go at shutdown when Postgres is unreachable (`None`: lost).
     pub spill_file: Option<std::path::PathBuf>,
+    /// The writer's restart policy.
+    pub supervisor: crate::config::SupervisorSettings,
 }
 
 impl StoreOptions {
@@ -139,6 +155,7 @@ impl StoreOptions {
             batch: s.database.write_batch,
             flush_every: Duration::from_millis(s.database.write_flush_ms),
             memory_rows: s.database.memory_rows,
+            memory_bytes: s.database.memory_bytes,
             retention: (
                 s.retention.metrics_days,
                 s.retention.alerts_days,
@@ -146,6 +163,7 @@ impl StoreOptions {
             ),
             spill_file: (!s.database.spill_file.is_empty())
                 .then(|| std::path::PathBuf::from(&s.database.spill_file)),
+            supervisor: s.supervisor.clone(),
         }
     }
 }
@@ -154,6 +172,8 @@ struct Postgres {
     pg: Arc<PgStore>,
     writer: Addr<StoreWriter>,
     status: SharedStatus,
+    /// The writer's supervision status.
+    cell: StatusCell,
     /// The arbiter (thread) all of selfheal's Postgres work runs on.
     arbiter: ArbiterHandle,
 }
@@ -190,11 +210,11 @@ pub struct StoreStatus {
 }
 
 impl Store {
-    /// The in-memory backend.
-    pub fn memory(rows: usize) -> Self {
+    /// The in-memory backend: at most `rows` rows and `bytes` bytes per table.
+    pub fn memory(rows: usize, bytes: usize) -> Self {
         Store {
             inner: Arc::new(Inner {
-                memory: MemoryStore::new(rows),
+                memory: MemoryStore::new(rows, bytes),
                 postgres: None,
             }),
         }
@@ -203,39 +223,48 @@ impl Store {
     /// The Postgres backend, with its write-behind writer started on an arbiter of its own
     /// in the current actix `System` (all of selfheal's Postgres work runs there). Does not connect: an unreachable Postgres is reported by the writer and the
     /// Monitor, and writes wait in the queue.
-    pub fn postgres(url: &str, o: &StoreOptions) -> Result<Self, StoreError> {
+    pub fn postgres(url: &str, o: &StoreOptions, reporter: Reporter) -> Result<Self, StoreError> {
         let pg = Arc::new(PgStore::new(url, o.pool_size, o.timeout)?);
-        let writer = StoreWriter::new(
-            pg.clone(),
-            o.queue_max,
-            o.batch,
-            o.flush_every,
-            o.retention,
-            o.spill_file.clone(),
-        );
+        let mut writer = StoreWriter::new(pg.clone(), o, reporter);
         let status = writer.status();
+        let cell = writer.status_cell();
         let arbiter = Arbiter::new().handle();
         let writer = Supervisor::start_in_arbiter(&arbiter, move |_| writer);
         Ok(Store {
             inner: Arc::new(Inner {
-                memory: MemoryStore::new(o.memory_rows),
+                memory: MemoryStore::new(o.memory_rows, o.memory_bytes),
                 postgres: Some(Postgres {
                     pg,
                     writer,
                     status,
+                    cell,
                     arbiter,
                 }),
             }),
         })
     }
 
-    /// From the settings: Postgres when `DATABASE_URL` is set, memory otherwise.
-    pub fn from_settings(settings: &Settings) -> Result<Self, StoreError> {
+    /// From the settings: Postgres when `DATABASE_URL` is set, memory otherwise; the writer's
+    /// failures are told to `reporter`.
+    pub fn from_settings(settings: &Settings, reporter: Reporter) -> Result<Self, StoreError> {
         let o = StoreOptions::from_settings(settings);
         match &settings.database_url {
-            Some(url) => Self::postgres(url, &o),
-            None => Ok(Self::memory(o.memory_rows)),
+            Some(url) => Self::postgres(url, &o, reporter),
+            None => Ok(Self::memory(o.memory_rows, o.memory_bytes)),
         }
+    }
+
+    /// The write-behind writer and its supervision status (Postgres only).
+    pub fn writer(&self) -> Option<(Addr<StoreWriter>, StatusCell)> {
+        self.inner
+            .postgres
+            .as_ref()
+            .map(|p| (p.writer.clone(), p.cell.clone()))
+    }
+
+    /// Rows and bytes held by the in-memory tables.
+    pub fn memory_size(&self) -> (usize, usize) {
+        self.inner.memory.size()
     }
 
     /// The Postgres backend, if configured.
@@ -355,6 +384,9 @@ impl Store {
                         partial: false,
                         source: "postgres",
                     }
+                }
+                Err(e @ StoreError::Query(_)) => {
+                    log::warn!("store: Postgres refused a read ({e}); answering from memory")
                 }
                 Err(e) => {
                     log::debug!("store: read from Postgres failed ({e}); answering from memory")

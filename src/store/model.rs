@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::domain::alert::AlertSignal;
+use std::collections::BTreeMap;
+
+use crate::domain::alert::{Alert, AlertId, AlertState, ChannelKind, Severity, NOTIFIED_CHANNELS};
 
 use super::schema::{
     admin_audit_logs, alert_silences, diagnostic_reports, learning_patterns, maintenance_windows,
@@ -68,44 +70,120 @@ pub struct AlertRow {
     pub updated_at: DateTime<Utc>,
 }
 
-impl AlertRow {
-    /// A new firing alert for `signal` (a fresh id), first seen `now`.
-    pub fn firing(signal: AlertSignal, now: DateTime<Utc>) -> AlertRow {
-        let fingerprint = signal.fingerprint();
-        let labels = signal
-            .labels
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect::<serde_json::Map<_, _>>();
+impl From<&Alert> for AlertRow {
+    fn from(a: &Alert) -> AlertRow {
         AlertRow {
-            id: Uuid::new_v4(),
-            alert_type: signal.alert_type,
-            component: signal.component,
-            message: signal.message,
-            severity: signal.severity.as_str().to_owned(),
-            threshold_value: signal.threshold,
-            actual_value: signal.value,
-            fingerprint,
-            labels: Value::Object(labels),
-            metadata: signal.metadata,
-            state: "firing".into(),
-            occurrences: 1,
-            acknowledged: false,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            ack_comment: None,
-            resolved: false,
-            resolved_by: None,
-            resolved_at: None,
-            resolution: None,
-            auto_resolved: false,
-            silenced: false,
-            first_seen: now,
-            last_seen: now,
-            last_notified_at: None,
-            created_at: now,
-            updated_at: now,
+            id: a.id.0,
+            alert_type: a.alert_type.clone(),
+            component: a.component.clone(),
+            message: a.message.clone(),
+            severity: a.severity.as_str().to_owned(),
+            threshold_value: a.threshold,
+            actual_value: a.value,
+            fingerprint: a.fingerprint.clone(),
+            labels: Value::Object(
+                a.labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect(),
+            ),
+            metadata: a.metadata_with_channels(),
+            state: a.state.as_str().to_owned(),
+            occurrences: i32::try_from(a.occurrences).unwrap_or(i32::MAX),
+            acknowledged: a.acknowledged_at.is_some(),
+            acknowledged_by: a.acknowledged_by.clone(),
+            acknowledged_at: a.acknowledged_at,
+            ack_comment: a.ack_comment.clone(),
+            resolved: a.state == AlertState::Resolved,
+            resolved_by: a.resolved_by.clone(),
+            resolved_at: a.resolved_at,
+            resolution: a.resolution.clone(),
+            auto_resolved: a.auto_resolved,
+            silenced: a.silenced,
+            first_seen: a.first_seen,
+            last_seen: a.last_seen,
+            last_notified_at: a.last_notified_at,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
         }
+    }
+}
+
+/// A stored row whose state or severity is not one this version knows.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("alert {id}: unknown {field} {value:?}")]
+pub struct UnknownAlertValue {
+    pub id: Uuid,
+    pub field: &'static str,
+    pub value: String,
+}
+
+impl TryFrom<AlertRow> for Alert {
+    type Error = UnknownAlertValue;
+
+    fn try_from(row: AlertRow) -> Result<Alert, UnknownAlertValue> {
+        let unknown = |field, value: &str| UnknownAlertValue {
+            id: row.id,
+            field,
+            value: value.to_owned(),
+        };
+        let state = AlertState::parse(&row.state).ok_or_else(|| unknown("state", &row.state))?;
+        let severity =
+            Severity::parse(&row.severity).ok_or_else(|| unknown("severity", &row.severity))?;
+        let labels = match &row.labels {
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        let mut metadata = row.metadata;
+        let notified_channels = metadata
+            .as_object_mut()
+            .and_then(|m| m.remove(NOTIFIED_CHANNELS))
+            .and_then(|v| match v {
+                Value::Array(list) => Some(
+                    list.iter()
+                        .filter_map(|c| c.as_str().and_then(ChannelKind::parse))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .unwrap_or_default();
+        Ok(Alert {
+            id: AlertId(row.id),
+            alert_type: row.alert_type,
+            component: row.component,
+            message: row.message,
+            severity,
+            threshold: row.threshold_value,
+            value: row.actual_value,
+            fingerprint: row.fingerprint,
+            labels,
+            metadata,
+            state,
+            occurrences: u32::try_from(row.occurrences).unwrap_or(0),
+            acknowledged_by: row.acknowledged_by,
+            acknowledged_at: row.acknowledged_at,
+            ack_comment: row.ack_comment,
+            resolved_by: row.resolved_by,
+            resolved_at: row.resolved_at,
+            resolution: row.resolution,
+            auto_resolved: row.auto_resolved,
+            silenced: row.silenced,
+            notified_channels,
+            first_seen: row.first_seen,
+            last_seen: row.last_seen,
+            last_notified_at: row.last_notified_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
     }
 }
 

@@ -23,6 +23,8 @@ fn options(queue_max: usize) -> StoreOptions {
         memory_rows: 1000,
         retention: (0, 0, 0),
         spill_file: None,
+        memory_bytes: 1 << 26,
+        supervisor: selfheal::config::knobs::defaults(),
     }
 }
 
@@ -56,7 +58,7 @@ async fn within(secs: u64, mut check: impl FnMut() -> bool) -> bool {
 async fn writes_queued_during_a_postgres_outage_are_written_once_after_it() {
     let db = TestDb::create();
     let proxy = TcpProxy::start(&db.url);
-    let store = Store::postgres(&db.url_via(&proxy), &options(10_000)).unwrap();
+    let store = Store::postgres(&db.url_via(&proxy), &options(10_000), Default::default()).unwrap();
     // Migrated and answering before the outage.
     store.write(audit(0));
     assert!(
@@ -111,7 +113,7 @@ async fn writes_queued_during_a_postgres_outage_are_written_once_after_it() {
 async fn a_full_queue_refuses_and_counts_what_it_cannot_hold() {
     let db = TestDb::create();
     let proxy = TcpProxy::start(&db.url);
-    let store = Store::postgres(&db.url_via(&proxy), &options(10)).unwrap();
+    let store = Store::postgres(&db.url_via(&proxy), &options(10), Default::default()).unwrap();
     store.write(audit(0));
     assert!(store.flush(Duration::from_secs(10)).await);
     proxy.down();
@@ -538,7 +540,7 @@ async fn records_postgres_cannot_take_at_shutdown_are_saved_and_written_at_the_n
 #[actix_web::test]
 async fn a_row_postgres_refuses_is_dropped_and_counted_without_blocking_the_rest() {
     let db = TestDb::create();
-    let store = Store::postgres(&db.url, &options(1000)).unwrap();
+    let store = Store::postgres(&db.url, &options(1000), Default::default()).unwrap();
     let mut poison = audit(1);
     if let Record::Audit(row) = &mut poison {
         // Postgres text cannot hold a NUL byte: the row is invalid, the server is fine.
@@ -667,7 +669,7 @@ async fn a_crash_during_an_outage_loses_no_queued_record() {
 #[actix_web::test]
 async fn a_server_that_refuses_all_writes_is_down_and_loses_nothing() {
     let db = TestDb::create();
-    let store = Store::postgres(&db.url, &options(1000)).unwrap();
+    let store = Store::postgres(&db.url, &options(1000), Default::default()).unwrap();
     store.write(audit(0));
     assert!(store.flush(Duration::from_secs(10)).await);
 
@@ -719,7 +721,7 @@ async fn a_batch_larger_than_postgres_parameter_limit_is_written() {
     // Only the flush below writes: one batch of all 4 500 (and time for it on a busy machine).
     o.flush_every = Duration::from_secs(60);
     o.timeout = Duration::from_secs(10);
-    let store = Store::postgres(&db.url, &o).unwrap();
+    let store = Store::postgres(&db.url, &o, Default::default()).unwrap();
     let start = Utc::now();
     // 4 500 rows × 17 columns = 76 500 parameters: more than one statement may carry.
     for i in 0..4_500i64 {
@@ -767,7 +769,7 @@ fn poison(i: usize) -> Record {
 #[actix_web::test]
 async fn a_batch_of_nothing_but_bad_rows_neither_stalls_the_writer_nor_takes_it_down() {
     let db = TestDb::create();
-    let store = Store::postgres(&db.url, &options(1000)).unwrap();
+    let store = Store::postgres(&db.url, &options(1000), Default::default()).unwrap();
     store.write(audit(0));
     assert!(store.flush(Duration::from_secs(10)).await);
     // A whole batch (20) of rows Postgres cannot store, then good ones behind them.
@@ -796,7 +798,7 @@ async fn rows_refused_for_a_while_are_retried_with_a_delay_before_being_given_up
     let db = TestDb::create();
     let mut o = options(1000);
     o.flush_every = Duration::from_millis(400);
-    let store = Store::postgres(&db.url, &o).unwrap();
+    let store = Store::postgres(&db.url, &o, Default::default()).unwrap();
     store.write(audit(0));
     assert!(store.flush(Duration::from_secs(10)).await);
     // One table refuses inserts for a moment; the server accepts other writes meanwhile.
@@ -843,7 +845,7 @@ async fn the_journal_is_compacted_as_the_backlog_drains_under_steady_writes() {
     let mut o = options(10_000);
     o.batch = 50;
     o.spill_file = Some(journal.clone());
-    let store = Store::postgres(&db.url_via(&proxy), &o).unwrap();
+    let store = Store::postgres(&db.url_via(&proxy), &o, Default::default()).unwrap();
     store.write(audit(0));
     assert!(store.flush(Duration::from_secs(10)).await);
 

@@ -10,6 +10,8 @@ use actix_web::{web, App, HttpServer};
 use serde_json::{json, Value};
 
 use selfheal::agents::external::ExternalProbe;
+
+use crate::helpers::breakers;
 use selfheal::config::ExternalCheck;
 
 use crate::demo_backend::Triggers;
@@ -160,7 +162,7 @@ async fn the_dependency_rejects_invalid_settings_with_a_json_400_and_keeps_its_b
 #[actix_web::test]
 async fn the_external_probe_sees_the_dependency_go_down_and_come_back() {
     let demo = Demo::spawn();
-    let probe = ExternalProbe::new(Duration::from_millis(300));
+    let probe = ExternalProbe::new(Duration::from_millis(300), breakers());
     let checks = [ExternalCheck {
         name: "dep".to_owned(),
         url: format!("{}/demo/dependency", demo.address),

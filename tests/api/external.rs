@@ -9,6 +9,8 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use selfheal::agents::external::{ExternalProbe, ExternalResult};
 use selfheal::config::ExternalCheck;
 
+use crate::helpers::breakers;
+
 /// The probe's timeout in these tests.
 const TIMEOUT: Duration = Duration::from_millis(400);
 /// How long the slow endpoint takes: far beyond [`TIMEOUT`].
@@ -67,7 +69,7 @@ fn check(name: &str, url: String) -> ExternalCheck {
 
 /// Probe one check with a fresh [`ExternalProbe`] of [`TIMEOUT`].
 async fn probe_one(url: String) -> ExternalResult {
-    let probe = ExternalProbe::new(TIMEOUT);
+    let probe = ExternalProbe::new(TIMEOUT, breakers());
     let mut results = probe.probe(&[check("dep", url)]).await;
     assert_eq!(results.len(), 1);
     results.remove(0)
@@ -164,7 +166,7 @@ async fn checks_run_concurrently_and_keep_their_order() {
         "closed",
         format!("http://127.0.0.1:{}/", closed_port()),
     ));
-    let probe = ExternalProbe::new(TIMEOUT);
+    let probe = ExternalProbe::new(TIMEOUT, breakers());
     let started = Instant::now();
     let results = probe.probe(&checks).await;
     let took = started.elapsed();

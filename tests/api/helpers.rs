@@ -408,3 +408,8 @@ pub async fn spawn_demo_app(overrides: &[(&str, &str)], database_url: Option<&st
         (port, selfheal)
     })
 }
+
+/// A fresh set of circuit breakers with the default policy (for components built by hand).
+pub fn breakers() -> selfheal::outbound::Breakers {
+    selfheal::outbound::Breakers::new(5, Duration::from_secs(30))
+}

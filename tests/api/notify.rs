@@ -4,20 +4,19 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use uuid::Uuid;
 
-use selfheal::domain::alert::{AlertSignal, ChannelKind, NotifyAction, Severity};
+use selfheal::domain::alert::{Alert, AlertId, AlertSignal, ChannelKind, NotifyAction, Severity};
 use selfheal::notify::{Notice, Notifiers};
-use selfheal::store::{AlertRow, NotificationRow, Store};
+use selfheal::store::{NotificationRow, Store};
 
-use crate::helpers::{test_settings, DEADLINE};
+use crate::helpers::{breakers, test_settings, DEADLINE};
 use crate::receivers::{HttpReceiver, Scripted, SmtpSink, SmtpStage};
 
 const ROUTING_KEY: &str = "R0UTINGKEY0123456789";
 const WEBHOOK_PATH: &str = "/services/T000/B000/SECRETWEBHOOK";
 
 /// A firing alert of `severity`.
-fn alert(alert_type: &str, severity: &str) -> AlertRow {
+fn alert(alert_type: &str, severity: &str) -> Alert {
     let severity = Severity::parse(severity).expect("a severity");
     let signal = AlertSignal::new(
         alert_type,
@@ -29,12 +28,12 @@ fn alert(alert_type: &str, severity: &str) -> AlertRow {
     .measured(0.0, 500.0)
     // A fingerprint of its own per test alert.
     .label("n", format!("{:016x}", fastrand::u64(..)));
-    let mut a = AlertRow::firing(signal, Utc::now());
+    let mut a = Alert::firing(signal, Utc::now());
     a.occurrences = 2;
     a
 }
 
-fn notice(alert: &AlertRow, action: NotifyAction) -> Notice {
+fn notice(alert: &Alert, action: NotifyAction) -> Notice {
     Notice {
         alert: alert.clone(),
         action,
@@ -51,14 +50,14 @@ fn start(store: &Store, overrides: &[(&str, &str)]) -> Notifiers {
         ("NOTIFY_TIMEOUT_MS", "5000"),
     ];
     env.extend_from_slice(overrides);
-    Notifiers::start(&test_settings(&env).notify, store.clone())
+    Notifiers::start(&test_settings(&env).notify, store.clone(), &breakers())
 }
 
 /// The rows of `alert_id` once there are at least `n` (fails the test after the deadline).
-async fn rows(store: &Store, alert_id: Uuid, n: usize) -> Vec<NotificationRow> {
+async fn rows(store: &Store, alert_id: AlertId, n: usize) -> Vec<NotificationRow> {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let got = store.notifications(alert_id).await.data;
+        let got = store.notifications(alert_id.0).await.data;
         if got.len() >= n {
             return got;
         }
@@ -86,7 +85,7 @@ fn statuses(rows: &[NotificationRow]) -> Vec<(&str, &str, i32, Option<i32>)> {
 #[actix_web::test]
 async fn slack_gets_block_kit_with_a_real_mention_and_no_acknowledgements() {
     let slack = HttpReceiver::start();
-    let store = Store::memory(1000);
+    let store = Store::memory(1000, 1 << 26);
     let url = slack.url_for(WEBHOOK_PATH);
     let n = start(
         &store,
@@ -101,8 +100,7 @@ async fn slack_gets_block_kit_with_a_real_mention_and_no_acknowledgements() {
     assert!(n.dispatch(ChannelKind::Slack, notice(&a, NotifyAction::Trigger)));
     assert!(n.dispatch(ChannelKind::Slack, notice(&a, NotifyAction::Acknowledge)));
     let mut resolved = a.clone();
-    resolved.resolved = true;
-    resolved.resolved_by = Some("alice".into());
+    resolved.resolve("alice", None, false, Utc::now());
     assert!(n.dispatch(ChannelKind::Slack, notice(&resolved, NotifyAction::Resolve)));
 
     let got = slack.wait_for(2, DEADLINE).await;
@@ -163,13 +161,13 @@ async fn slack_gets_block_kit_with_a_real_mention_and_no_acknowledgements() {
     );
     actix_web::rt::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(slack.requests().len(), 2, "the acknowledgement was posted");
-    assert_eq!(store.notifications(a.id).await.data.len(), 2);
+    assert_eq!(store.notifications(a.id.0).await.data.len(), 2);
 }
 
 #[actix_web::test]
 async fn slack_gets_at_most_one_message_per_second() {
     let slack = HttpReceiver::start();
-    let store = Store::memory(1000);
+    let store = Store::memory(1000, 1 << 26);
     let n = start(
         &store,
         &[("SLACK_WEBHOOK_URL", &slack.url_for(WEBHOOK_PATH))],
@@ -191,7 +189,7 @@ async fn slack_gets_at_most_one_message_per_second() {
 async fn slack_rate_limit_waits_for_retry_after_then_delivers() {
     let slack = HttpReceiver::start();
     slack.push_response(429, &[("Retry-After", "1")], "rate_limited");
-    let store = Store::memory(1000);
+    let store = Store::memory(1000, 1 << 26);
     let n = start(
         &store,
         &[("SLACK_WEBHOOK_URL", &slack.url_for(WEBHOOK_PATH))],
@@ -224,7 +222,7 @@ async fn slack_rate_limit_waits_for_retry_after_then_delivers() {
 #[actix_web::test]
 async fn pagerduty_trigger_ack_and_resolve_share_the_fingerprint_as_dedup_key() {
     let pd = HttpReceiver::pagerduty();
-    let store = Store::memory(1000);
+    let store = Store::memory(1000, 1 << 26);
     let n = start(
         &store,
         &[
@@ -294,7 +292,7 @@ async fn pagerduty_server_errors_are_retried_until_delivered() {
     let pd = HttpReceiver::pagerduty();
     pd.push_response(500, &[], "oops");
     pd.push_response(503, &[], "");
-    let store = Store::memory(1000);
+    let store = Store::memory(1000, 1 << 26);
     let n = start(
         &store,
         &[
@@ -324,7 +322,7 @@ async fn pagerduty_bad_request_fails_at_once_without_retry() {
         &[("content-type", "application/json")],
         r#"{"status":"invalid event","message":"Event object is invalid"}"#,
     );
-    let store = Store::memory(1000);
+    let store = Store::memory(1000, 1 << 26);
     let n = start(
         &store,
         &[
@@ -342,7 +340,7 @@ async fn pagerduty_bad_request_fails_at_once_without_retry() {
     // Well past the whole backoff budget: still one request.
     actix_web::rt::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(pd.requests().len(), 1);
-    assert_eq!(store.notifications(a.id).await.data.len(), 1);
+    assert_eq!(store.notifications(a.id.0).await.data.len(), 1);
     let status = n.status();
     assert_eq!(status["pagerduty"]["failed"], 1);
     assert_eq!(status["pagerduty"]["retries"], 0);
@@ -355,7 +353,7 @@ async fn pagerduty_bad_request_fails_at_once_without_retry() {
 #[actix_web::test]
 async fn email_reaches_every_recipient_with_text_and_html_parts() {
     let sink = SmtpSink::start();
-    let store = Store::memory(1000);
+    let store = Store::memory(1000, 1 << 26);
     let n = start(
         &store,
         &[
@@ -404,7 +402,7 @@ async fn email_reaches_every_recipient_with_text_and_html_parts() {
 async fn email_transient_smtp_errors_are_retried() {
     let sink = SmtpSink::start();
     sink.fail_next(SmtpStage::Rcpt, "451 4.3.0 try again later");
-    let store = Store::memory(1000);
+    let store = Store::memory(1000, 1 << 26);
     let n = start(
         &store,
         &[
@@ -441,7 +439,7 @@ async fn a_slow_channel_does_not_delay_another() {
             .delay(Duration::from_secs(3)),
     );
     let pd = HttpReceiver::pagerduty();
-    let store = Store::memory(1000);
+    let store = Store::memory(1000, 1 << 26);
     let n = start(
         &store,
         &[
@@ -473,7 +471,7 @@ async fn a_full_queue_and_an_unconfigured_channel_refuse_notices() {
             .body("{}")
             .delay(Duration::from_millis(500)),
     );
-    let store = Store::memory(1000);
+    let store = Store::memory(1000, 1 << 26);
     let n = start(
         &store,
         &[
@@ -482,7 +480,7 @@ async fn a_full_queue_and_an_unconfigured_channel_refuse_notices() {
             ("NOTIFY_QUEUE_MAX", "2"),
         ],
     );
-    let alerts: Vec<AlertRow> = (0..3).map(|_| alert("API_DOWN", "critical")).collect();
+    let alerts: Vec<Alert> = (0..3).map(|_| alert("API_DOWN", "critical")).collect();
     let accepted: Vec<bool> = alerts
         .iter()
         .map(|a| n.dispatch(ChannelKind::PagerDuty, notice(a, NotifyAction::Trigger)))
@@ -503,7 +501,7 @@ async fn a_full_queue_and_an_unconfigured_channel_refuse_notices() {
     assert_eq!(got[0].body["dedup_key"], alerts[0].fingerprint.as_str());
     assert_eq!(got[1].body["dedup_key"], alerts[1].fingerprint.as_str());
     rows(&store, alerts[1].id, 1).await;
-    assert!(store.notifications(alerts[2].id).await.data.is_empty());
+    assert!(store.notifications(alerts[2].id.0).await.data.is_empty());
     let drained = Instant::now() + DEADLINE;
     while n.status()["pagerduty"]["queued"] != 0 {
         assert!(Instant::now() < drained, "the queue never drained");

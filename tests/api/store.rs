@@ -56,6 +56,8 @@ fn options() -> StoreOptions {
         memory_rows: 1_000,
         retention: (0, 0, 0),
         spill_file: None,
+        memory_bytes: 1 << 26,
+        supervisor: selfheal::config::knobs::defaults(),
     }
 }
 
@@ -1173,7 +1175,7 @@ async fn migrations_go_up_down_and_up_again() {
 
 #[actix_web::test]
 async fn store_suite_in_memory() {
-    let store = Store::memory(1_000);
+    let store = Store::memory(1_000, 1 << 26);
     assert_eq!(store.backend(), "memory");
     store_suite(&store, "memory").await;
 }
@@ -1181,7 +1183,8 @@ async fn store_suite_in_memory() {
 #[actix_web::test]
 async fn store_suite_on_postgres() {
     let db = TestDb::create();
-    let store = Store::postgres(&db.url, &options()).expect("the store is built");
+    let store =
+        Store::postgres(&db.url, &options(), Default::default()).expect("the store is built");
     assert_eq!(store.backend(), "postgres");
     store_suite(&store, "postgres").await;
     // The rows really are in the tables, once each.
@@ -1212,7 +1215,8 @@ async fn history_written_by_one_store_is_read_by_the_next() {
     let rollup = health_metric("restart_cpu", json!({}), t0, Uuid::new_v4(), 42.0);
     let learned = pattern("restart-hash", t0, 2, 1);
     {
-        let store = Store::postgres(&db.url, &options()).expect("the store is built");
+        let store =
+            Store::postgres(&db.url, &options(), Default::default()).expect("the store is built");
         store.write(Record::Alert(first_alert.clone()));
         store.write(Record::Audit(entry.clone()));
         store.write(Record::HealthMetric(rollup.clone()));
@@ -1230,7 +1234,8 @@ async fn history_written_by_one_store_is_read_by_the_next() {
     }
 
     // A new store: its memory mirror is empty, so anything it reads came from Postgres.
-    let store = Store::postgres(&db.url, &options()).expect("the store is built");
+    let store =
+        Store::postgres(&db.url, &options(), Default::default()).expect("the store is built");
     assert_eq!(
         answer(store.alert(first_alert.id).await, "postgres"),
         Some(first_alert.clone())
@@ -1282,7 +1287,8 @@ async fn silences_and_windows_written_by_one_store_are_read_by_the_next() {
     let weekly = window(t0, "weekly");
     let dropped = deleted_window(&window(minutes(t0, 1), "dropped"), minutes(t0, 2));
     {
-        let store = Store::postgres(&db.url, &options()).expect("the store is built");
+        let store =
+            Store::postgres(&db.url, &options(), Default::default()).expect("the store is built");
         for r in [
             Record::Silence(active.clone()),
             Record::Silence(gone.clone()),
@@ -1295,7 +1301,8 @@ async fn silences_and_windows_written_by_one_store_are_read_by_the_next() {
     }
 
     // A new store: its memory mirror is empty, so anything it reads came from Postgres.
-    let store = Store::postgres(&db.url, &options()).expect("the store is built");
+    let store =
+        Store::postgres(&db.url, &options(), Default::default()).expect("the store is built");
     assert_eq!(
         answer(store.silences(None).await, "postgres"),
         vec![active.clone()]
@@ -1310,7 +1317,8 @@ async fn silences_and_windows_written_by_one_store_are_read_by_the_next() {
     store.write(Record::Maintenance(deleted_window(&weekly, minutes(t0, 3))));
     flushed(&store).await;
     drop(store);
-    let store = Store::postgres(&db.url, &options()).expect("the store is built");
+    let store =
+        Store::postgres(&db.url, &options(), Default::default()).expect("the store is built");
     assert!(answer(store.silences(None).await, "postgres").is_empty());
     assert!(answer(store.maintenance_windows().await, "postgres").is_empty());
     assert_eq!(
@@ -1342,7 +1350,8 @@ async fn silences_and_windows_journaled_during_an_outage_are_written_by_the_next
     let weekly = window(t0, "weekly");
     let removed = silence(minutes(t0, 1), minutes(t0, 180));
     {
-        let store = Store::postgres(&db.url_via(&proxy), &o).expect("the store is built");
+        let store = Store::postgres(&db.url_via(&proxy), &o, Default::default())
+            .expect("the store is built");
         store.write(Record::Silence(removed.clone()));
         flushed(&store).await;
 
@@ -1366,7 +1375,7 @@ async fn silences_and_windows_journaled_during_an_outage_are_written_by_the_next
     assert_eq!(lines.lines().count(), 3, "{lines}");
 
     // The next start reads the journal and writes it (Postgres is reachable directly).
-    let store = Store::postgres(&db.url, &o).expect("the store is built");
+    let store = Store::postgres(&db.url, &o, Default::default()).expect("the store is built");
     flushed(&store).await;
     assert_eq!(
         answer(store.silences(None).await, "postgres"),
@@ -1555,7 +1564,7 @@ async fn rollups_are_persisted_once_however_often_they_are_persisted() {
 #[actix_web::test]
 async fn history_past_its_retention_is_pruned_and_the_rest_kept() {
     let db = TestDb::create();
-    let store = Store::postgres(&db.url, &options()).unwrap();
+    let store = Store::postgres(&db.url, &options(), Default::default()).unwrap();
     let now = Utc::now();
     let old = now - chrono::Duration::days(400);
     let instance = Uuid::new_v4();
@@ -1642,7 +1651,7 @@ async fn history_past_its_retention_is_pruned_and_the_rest_kept() {
 #[actix_web::test]
 async fn pruning_works_through_a_backlog_chunk_by_chunk() {
     let db = TestDb::create();
-    let store = Store::postgres(&db.url, &options()).unwrap();
+    let store = Store::postgres(&db.url, &options(), Default::default()).unwrap();
     let now = Utc::now();
     let instance = Uuid::new_v4();
     // 25 old rollups (distinct minutes), 3 recent ones; chunks of 4.

@@ -82,7 +82,7 @@ impl Tracker {
                 o.scope,
                 o.level,
                 Some(o.signal),
-                pending_ticks,
+                o.pending_ticks.unwrap_or(pending_ticks).max(pending_ticks),
                 resolve_ticks,
                 &mut out,
             );
@@ -175,6 +175,7 @@ mod tests {
             level,
             signal: AlertSignal::new(types::API_SLOW, "api", Severity::High, "slow")
                 .label("route", route),
+            pending_ticks: None,
         }
     }
 

@@ -9,8 +9,16 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::domain::alert::{all_match, Matcher};
-use crate::store::{AlertRow, MaintenanceRow, SilenceRow};
+use crate::domain::alert::{all_match, Alert, Matcher};
+use crate::store::{MaintenanceRow, SilenceRow};
+use crate::text::has_forbidden_control;
+
+/// Longest comment kept.
+pub const COMMENT_MAX_CHARS: usize = 10_000;
+/// Longest name of a person (`created_by`, `who`, `X-Admin-User`).
+pub const WHO_MAX_CHARS: usize = 255;
+/// Longest matcher value.
+const MATCHER_VALUE_MAX_CHARS: usize = 255;
 
 /// The longest silence: a year. Longer is a mistake, or a job for routing.
 const MAX_SILENCE_DAYS: i64 = 366;
@@ -59,22 +67,88 @@ fn check_matchers(matchers: &[Matcher], allow_empty: bool) -> Result<(), String>
         return Err("matchers: at most 20".into());
     }
     matchers.iter().try_for_each(Matcher::validate)?;
+    for m in matchers {
+        if m.field.chars().count() > MATCHER_VALUE_MAX_CHARS
+            || m.value.chars().count() > MATCHER_VALUE_MAX_CHARS
+        {
+            return Err(format!(
+                "matchers: fields and values of at most {MATCHER_VALUE_MAX_CHARS} characters"
+            ));
+        }
+        if has_forbidden_control(&m.field, false) || has_forbidden_control(&m.value, false) {
+            return Err("matchers: control characters are not allowed".into());
+        }
+    }
     if !allow_empty && matchers.iter().all(|m| m.value == "*") {
         return Err("matchers: `*` alone matches everything; name what to silence".into());
     }
     Ok(())
 }
 
-fn who(raw: Option<String>, fallback: &str) -> String {
-    raw.map(|s| s.trim().to_owned())
+fn who(raw: Option<String>, fallback: &str) -> Result<String, String> {
+    let who = raw
+        .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| fallback.to_owned())
+        .unwrap_or_else(|| fallback.to_owned());
+    check_who("created_by", &who).map_err(TextError::into_message)?;
+    Ok(who)
+}
+
+/// What is wrong with a text field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextError {
+    /// Over its length limit.
+    TooLong(String),
+    /// It holds a control character it may not.
+    Control(String),
+}
+
+impl TextError {
+    pub fn into_message(self) -> String {
+        match self {
+            TextError::TooLong(m) | TextError::Control(m) => m,
+        }
+    }
+}
+
+/// A person's name: at most [`WHO_MAX_CHARS`] characters, no control characters.
+pub fn check_who(field: &str, who: &str) -> Result<(), TextError> {
+    if who.chars().count() > WHO_MAX_CHARS {
+        return Err(TextError::TooLong(format!(
+            "{field}: at most {WHO_MAX_CHARS} characters"
+        )));
+    }
+    if has_forbidden_control(who, false) {
+        return Err(TextError::Control(format!(
+            "{field}: control characters are not allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// A comment: at most [`COMMENT_MAX_CHARS`] characters; line breaks and tabs are fine, other
+/// control characters (NUL above all, which Postgres refuses) are not.
+pub fn check_comment(comment: Option<&str>) -> Result<(), TextError> {
+    let Some(c) = comment else { return Ok(()) };
+    if c.chars().count() > COMMENT_MAX_CHARS {
+        return Err(TextError::TooLong(format!(
+            "comment: at most {COMMENT_MAX_CHARS} characters"
+        )));
+    }
+    if has_forbidden_control(c, true) {
+        return Err(TextError::Control(
+            "comment: control characters other than line breaks and tabs are not allowed".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl SilenceRequest {
     /// A row, or what is wrong with the request.
     pub fn into_row(self, now: DateTime<Utc>, actor: &str) -> Result<SilenceRow, String> {
         check_matchers(&self.matchers, false)?;
+        check_comment(self.comment.as_deref()).map_err(TextError::into_message)?;
+        let created_by = who(self.created_by, actor)?;
         let starts_at = self.starts_at.unwrap_or(now);
         if starts_at > now + ChronoDuration::days(MAX_SILENCE_DAYS) {
             return Err("starts_at: at most a year from now".into());
@@ -107,7 +181,7 @@ impl SilenceRequest {
             matchers: serde_json::to_value(&self.matchers).unwrap_or(Value::Null),
             starts_at,
             ends_at,
-            created_by: who(self.created_by, actor),
+            created_by,
             comment: self.comment,
             created_at: now,
             updated_at: now,
@@ -161,7 +235,12 @@ impl MaintenanceRequest {
         if name.is_empty() || name.chars().count() > 100 {
             return Err("name: 1 to 100 characters".into());
         }
+        if has_forbidden_control(&name, false) {
+            return Err("name: control characters are not allowed".into());
+        }
         check_matchers(&self.matchers, true)?;
+        check_comment(self.comment.as_deref()).map_err(TextError::into_message)?;
+        let created_by = who(self.created_by, actor)?;
         if self.days.is_empty() {
             return Err("days: at least one day (mon…sun or 1…7)".into());
         }
@@ -197,7 +276,7 @@ impl MaintenanceRequest {
             start_minute: start,
             end_minute: end,
             utc_offset_minutes: self.utc_offset_minutes,
-            created_by: who(self.created_by, actor),
+            created_by,
             comment: self.comment,
             created_at: now,
             updated_at: now,
@@ -224,15 +303,15 @@ impl Silence {
         self.row.deleted_at.is_none() && self.row.starts_at <= now && now < self.row.ends_at
     }
 
-    fn covers(&self, a: &AlertRow, labels: &BTreeMap<String, String>) -> bool {
+    fn covers(&self, a: &Alert) -> bool {
         // A row whose matchers could not be read silences nothing.
         !self.matchers.is_empty()
             && all_match(
                 &self.matchers,
                 &a.alert_type,
                 &a.component,
-                &a.severity,
-                labels,
+                a.severity.as_str(),
+                &a.labels,
             )
     }
 }
@@ -294,35 +373,21 @@ pub enum Suppression {
     Maintenance { id: Uuid, name: String },
 }
 
-/// The labels of an alert row (a JSON object of strings).
-pub fn labels_of(a: &AlertRow) -> BTreeMap<String, String> {
-    a.labels
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The first silence or open maintenance window that covers `a` at `now`.
 pub fn suppression(
-    a: &AlertRow,
+    a: &Alert,
     silences: &[Silence],
     windows: &[Window],
     now: DateTime<Utc>,
 ) -> Option<Suppression> {
-    let labels = labels_of(a);
-    if let Some(s) = silences
-        .iter()
-        .find(|s| s.active(now) && s.covers(a, &labels))
-    {
+    if let Some(s) = silences.iter().find(|s| s.active(now) && s.covers(a)) {
         return Some(Suppression::Silence { id: s.row.id });
     }
     windows
         .iter()
-        .find(|w| w.active(now) && w.covers(&a.alert_type, &a.component, &a.severity, &labels))
+        .find(|w| {
+            w.active(now) && w.covers(&a.alert_type, &a.component, a.severity.as_str(), &a.labels)
+        })
         .map(|w| Suppression::Maintenance {
             id: w.row.id,
             name: w.row.name.clone(),

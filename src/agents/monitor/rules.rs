@@ -16,13 +16,19 @@
 //! | `REDIS_SLOW` | redis | – | `PING` time vs `REDIS_RESPONSE_THRESHOLD_MS` | by ratio |
 //! | `REDIS_MEMORY_HIGH` | redis | – | used memory % of `maxmemory` vs `REDIS_MEMORY_THRESHOLD` | by headroom |
 //! | `EXTERNAL_API_DOWN` | external | check | non-2xx, error or timeout | medium |
+//! | `METRICS_CARDINALITY` | metrics | – | samples of new series refused since the last tick | high |
 //!
 //! A threshold of 0 turns its rule off. Routes with fewer than `API_ALERT_MIN_REQUESTS`
 //! requests in the window are not judged (a hold: a firing alert neither repeats nor clears).
+//! `CPU_HIGH` fires only after `CPU_ALERT_PENDING_MS` of breaching ticks (a compile or a
+//! backup must not page anyone); the others after `ALERT_PENDING_TICKS`.
 
 use serde_json::json;
 
-use super::{Dependencies, HostSample};
+use super::dependencies::Dependencies;
+use super::host::HostSample;
+use super::MonitorSettings;
+use crate::actors::metrics_store::StoreStats;
 use crate::agents::external::ExternalResult;
 use crate::config::Settings;
 use crate::domain::alert::{types, AlertSignal, Level, Observation, Severity};
@@ -41,7 +47,18 @@ pub struct Readings {
 impl Readings {
     /// Add a reading; the scope goes into the metadata too, so the alert can be tracked again
     /// after a restart.
-    fn push(&mut self, scope: &'static str, level: Level, mut signal: AlertSignal) {
+    fn push(&mut self, scope: &'static str, level: Level, signal: AlertSignal) {
+        self.push_pending(scope, level, signal, None);
+    }
+
+    /// [`Readings::push`] with a pending time of its own (in ticks).
+    fn push_pending(
+        &mut self,
+        scope: &'static str,
+        level: Level,
+        mut signal: AlertSignal,
+        pending_ticks: Option<u32>,
+    ) {
         match signal.metadata.as_object_mut() {
             Some(m) => {
                 m.insert("scope".into(), json!(scope));
@@ -52,6 +69,7 @@ impl Readings {
             scope,
             level,
             signal,
+            pending_ticks,
         });
     }
 }
@@ -157,33 +175,34 @@ fn api_rules(r: &mut Readings, routes: &[RouteStats], s: &Settings) {
     }
 }
 
-fn host_rules(r: &mut Readings, sample: &HostSample, s: &Settings) {
+fn host_rules(r: &mut Readings, sample: &HostSample, s: &Settings, own: &MonitorSettings) {
     let t = &s.thresholds;
     let h = s.alerting.hysteresis_percent;
-    let mut rules = vec![
-        percent_rule(
-            types::MEMORY_HIGH,
-            "system",
-            "host memory",
-            sample.memory_percent,
-            t.memory_percent,
-            h,
-        )
-        .map(|(l, sig)| {
-            let sig = sig.with_metadata(json!({
-                "total_bytes": sample.memory_total_bytes, "used_bytes": sample.memory_used_bytes,
-            }));
-            (l, sig)
-        }),
-        percent_rule(
-            types::CPU_HIGH,
-            "system",
-            "host CPU",
-            sample.cpu_percent,
-            t.cpu_percent,
-            h,
-        ),
-    ];
+    if let Some((level, signal)) = percent_rule(
+        types::CPU_HIGH,
+        "system",
+        "host CPU",
+        sample.cpu_percent,
+        t.cpu_percent,
+        h,
+    ) {
+        let signal = signal.with_metadata(json!({ "pending_ms": own.cpu_pending_ms }));
+        r.push_pending("host", level, signal, Some(own.cpu_pending_ticks()));
+    }
+    let mut rules = vec![percent_rule(
+        types::MEMORY_HIGH,
+        "system",
+        "host memory",
+        sample.memory_percent,
+        t.memory_percent,
+        h,
+    )
+    .map(|(l, sig)| {
+        let sig = sig.with_metadata(json!({
+            "total_bytes": sample.memory_total_bytes, "used_bytes": sample.memory_used_bytes,
+        }));
+        (l, sig)
+    })];
     if let Some(d) = sample.disk_percent {
         let mount = sample.disk_mount.clone().unwrap_or_default();
         rules.push(
@@ -346,25 +365,53 @@ fn external_rules(r: &mut Readings, results: &[ExternalResult]) {
     }
 }
 
-/// The readings of one tick. `external` is `None` on ticks where the external checks did not
-/// run (they have an interval of their own).
-pub fn readings(
-    sample: &HostSample,
-    routes: &[RouteStats],
-    deps: &Dependencies,
-    external: Option<&[ExternalResult]>,
-    settings: &Settings,
-) -> Readings {
+/// The metrics store refusing samples of new series (`METRICS_MAX_SERIES` reached).
+fn metrics_rules(r: &mut Readings, refused: u64, stats: &StoreStats) {
+    r.scopes.push("metrics");
+    let signal = AlertSignal::new(
+        types::METRICS_CARDINALITY,
+        "metrics",
+        Severity::High,
+        format!(
+            "the metrics store refused {refused} sample(s) of new series since the last tick: it              holds {} of METRICS_MAX_SERIES {} series ({} for requests to no route or with an              unknown method); last refused: {}",
+            stats.series,
+            stats.max_series,
+            stats.unrouted_max_series,
+            stats.last_rejected.as_deref().unwrap_or("-")
+        ),
+    )
+    .measured(stats.series as f64, stats.max_series as f64)
+    .with_metadata(json!({ "refused": refused, "rejected_total": stats.rejected_samples }));
+    r.push("metrics", Level::failed(refused > 0), signal);
+}
+
+/// One tick's measurements, as the rules read them.
+pub struct Inputs<'a> {
+    pub sample: &'a HostSample,
+    pub routes: &'a [RouteStats],
+    pub deps: &'a Dependencies,
+    /// `None` on ticks where the external checks did not run (they have an interval of their
+    /// own).
+    pub external: Option<&'a [ExternalResult]>,
+    /// Samples refused since the last tick, and the store's figures (`None`: not read).
+    pub refused: Option<(u64, &'a StoreStats)>,
+}
+
+/// The readings of one tick.
+pub fn readings(i: &Inputs<'_>, settings: &Settings, own: &MonitorSettings) -> Readings {
     let mut r = Readings {
         scopes: vec!["api", "host"],
         observations: Vec::new(),
     };
-    api_rules(&mut r, routes, settings);
-    host_rules(&mut r, sample, settings);
-    database_rules(&mut r, deps, settings);
-    redis_rules(&mut r, deps, settings);
-    if let Some(results) = external {
+    api_rules(&mut r, i.routes, settings);
+    host_rules(&mut r, i.sample, settings, own);
+    database_rules(&mut r, i.deps, settings);
+    redis_rules(&mut r, i.deps, settings);
+    if let Some(results) = i.external {
         external_rules(&mut r, results);
+    }
+    if let Some((refused, stats)) = i.refused {
+        metrics_rules(&mut r, refused, stats);
     }
     r
 }
@@ -372,8 +419,8 @@ pub fn readings(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agents::monitor::tests::{calm, db, pool, route};
-    use crate::agents::monitor::RedisProbe;
+    use crate::agents::monitor::checks::tests::{calm, db, pool, route};
+    use crate::agents::monitor::dependencies::RedisProbe;
     use crate::redis::RedisMemory;
 
     /// The level of the one reading of `alert_type` (and `component`).
@@ -387,8 +434,22 @@ mod tests {
         found[0].level
     }
 
+    fn own() -> MonitorSettings {
+        crate::config::knobs::defaults()
+    }
+
     fn read(sample: &HostSample, routes: &[RouteStats], deps: &Dependencies) -> Readings {
-        readings(sample, routes, deps, None, &Settings::for_tests())
+        readings(
+            &Inputs {
+                sample,
+                routes,
+                deps,
+                external: None,
+                refused: None,
+            },
+            &Settings::for_tests(),
+            &own(),
+        )
     }
 
     #[test]
@@ -472,7 +533,17 @@ mod tests {
         }
         let mut s = Settings::for_tests();
         s.thresholds.cpu_percent = 0.0;
-        let r = readings(&hot, &[], &none, None, &s);
+        let r = readings(
+            &Inputs {
+                sample: &hot,
+                routes: &[],
+                deps: &none,
+                external: None,
+                refused: None,
+            },
+            &s,
+            &own(),
+        );
         assert!(r
             .observations
             .iter()
@@ -553,10 +624,24 @@ mod tests {
             status: (!up).then_some(500),
             elapsed_ms: 3.0,
             error: None,
+            skipped: false,
         };
         let s = Settings::for_tests();
         let none = Dependencies::default();
-        let r = readings(&calm(), &[], &none, Some(&[result(false)]), &s);
+        let with = |external: Option<&[ExternalResult]>| {
+            readings(
+                &Inputs {
+                    sample: &calm(),
+                    routes: &[],
+                    deps: &none,
+                    external,
+                    refused: None,
+                },
+                &s,
+                &own(),
+            )
+        };
+        let r = with(Some(&[result(false)]));
         assert_eq!(
             level(&r, types::EXTERNAL_API_DOWN, "external"),
             Level::Breach
@@ -565,12 +650,69 @@ mod tests {
             .observations
             .iter()
             .any(|o| o.signal.message.contains("HTTP 500")));
-        let r = readings(&calm(), &[], &none, Some(&[result(true)]), &s);
+        let r = with(Some(&[result(true)]));
         assert_eq!(
             level(&r, types::EXTERNAL_API_DOWN, "external"),
             Level::Clear
         );
-        let r = readings(&calm(), &[], &none, None, &s);
+        let r = with(None);
         assert!(!r.scopes.contains(&"external"));
+    }
+
+    #[test]
+    fn host_cpu_needs_the_cpu_pending_time_and_the_others_do_not() {
+        let mut hot = calm();
+        hot.cpu_percent = 99.0;
+        hot.memory_percent = 99.0;
+        let r = read(&hot, &[], &Dependencies::default());
+        let pending = |t: &str| {
+            r.observations
+                .iter()
+                .find(|o| o.signal.alert_type == t && o.signal.component == "system")
+                .map(|o| o.pending_ticks)
+        };
+        // 300 000 ms at one tick every 5 000 ms.
+        assert_eq!(pending(types::CPU_HIGH), Some(Some(60)));
+        assert_eq!(pending(types::MEMORY_HIGH), Some(None));
+        let mut own = own();
+        own.interval_ms = 1_000;
+        own.cpu_pending_ms = 2_500;
+        assert_eq!(own.cpu_pending_ticks(), 3);
+    }
+
+    #[test]
+    fn refused_metric_samples_are_a_cardinality_breach_until_they_stop() {
+        let stats = StoreStats {
+            series: 1000,
+            max_series: 1000,
+            rejected_samples: 42,
+            unrouted_max_series: 750,
+            last_rejected: Some("api_response_time{method=GET}".into()),
+            ingested_samples: 1,
+        };
+        let none = Dependencies::default();
+        let with = |refused| {
+            readings(
+                &Inputs {
+                    sample: &calm(),
+                    routes: &[],
+                    deps: &none,
+                    external: None,
+                    refused: Some((refused, &stats)),
+                },
+                &Settings::for_tests(),
+                &own(),
+            )
+        };
+        let r = with(7);
+        assert_eq!(
+            level(&r, types::METRICS_CARDINALITY, "metrics"),
+            Level::Breach
+        );
+        assert!(r.scopes.contains(&"metrics"));
+        assert_eq!(
+            level(&with(0), types::METRICS_CARDINALITY, "metrics"),
+            Level::Clear
+        );
     }
 }

@@ -1,135 +1,35 @@
-//! `MetricsStore`: the in-memory time series every component records into.
+//! The series table behind the `MetricsStore`: tagged series, each with three rings of time
+//! slots (10 s × 8, 1 min × 7, 5 min × 14); a slot holds an HDR histogram (allocated on first
+//! use, reused afterwards) plus count, sum, min and max. A window is served from the ring
+//! whose slots fit it: 1 m from the 10 s ring, 5 m from the 1 min ring, 15 m and 1 h from the
+//! 5 min ring, so a window covers its length plus at most one slot.
 //!
-//! Messages in: [`IngestApi`] (batches from the request tracer's per-worker buffers),
-//! [`RecordGauges`] (Monitor samples), [`RecordHealth`]; queries [`QueryMetrics`],
-//! [`GetRouteStats`], [`GetRecentRouteStats`], [`GetHealth`], [`GetStoreStats`].
-//!
-//! Each series keeps three rings of time slots (10 s × 8, 1 min × 7, 5 min × 14); a slot
-//! holds an HDR histogram (allocated on first use, reused afterwards) plus count, sum, min and
-//! max. A window is served from the ring whose slots fit it: 1 m from the 10 s ring, 5 m from
-//! the 1 min ring, 15 m and 1 h from the 5 min ring, so a window covers its length plus at
-//! most one slot. [`GetRecentRouteStats`] merges the 10 s ring over a shorter span (the alert
-//! rules' `API_ALERT_WINDOW_MS`), so a route that recovered stops looking bad sooner. Memory
-//! is bounded by `METRICS_MAX_SERIES` × 29 slots; samples for a new series beyond the cap are
-//! counted in `rejected_samples`, never stored. Series idle for longer than the longest window
-//! are dropped on the hourly sweep, freeing their place.
-//!
-//! Restart policy: infrastructure actor, supervised by actix's `Supervisor`; nothing in it
-//! panics on input (histogram errors saturate), so a restart only happens if the arbiter dies.
+//! Memory is bounded by `METRICS_MAX_SERIES` × 29 slots. A sample of a new series beyond the
+//! cap is counted in `rejected_samples`, never stored; a quarter of the cap is reserved for
+//! the app's matched routes ([`Admission::Limited`] series, requests to no route or with an
+//! unknown method, stop short of it), so a flood of made-up paths or methods cannot crowd out
+//! the routes that matter. Series idle for longer than the longest window are dropped on the
+//! hourly sweep, freeing their place.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use actix::prelude::*;
 use hdrhistogram::Histogram;
 
-use chrono::{DateTime, Utc};
-use uuid::Uuid;
-
-use crate::actors::event_bus::{EventBus, Publish};
-use crate::actors::query_stats::{QueryReport, QueryTable};
-use crate::db::fingerprint::Fingerprint;
-use crate::db::query_logger::{IngestQueries, QuerySample};
-use crate::domain::event::{Event, Payload, SlowQuery};
-use crate::domain::health::HealthReport;
-use crate::domain::metric::{
-    RouteStats, SeriesKey, SeriesStats, Unit, Window, API_RESPONSE_TIME, DB_QUERY_TIME,
-    UNMATCHED_ROUTE,
-};
-use crate::store::{HealthMetricRow, Record, Store};
-
-/// A request's series as the tracer aggregates it: method, route pattern, status class.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ApiKey {
-    pub method: actix_web::http::Method,
-    pub route: String,
-    /// 1..=5 for 1xx..5xx.
-    pub status_class: u8,
-}
-
-/// A batch of request latencies (microseconds) from one tracer worker.
-#[derive(Message, Debug, Default)]
-#[rtype(result = "()")]
-pub struct IngestApi {
-    pub samples: HashMap<ApiKey, Vec<u32>>,
-}
-
-/// One gauge sample.
-#[derive(Debug, Clone)]
-pub struct Gauge {
-    pub key: SeriesKey,
-    pub unit: Unit,
-    pub value: f64,
-}
-
-/// Record gauge samples (Monitor).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct RecordGauges(pub Vec<Gauge>);
-
-/// Replace the latest health report (Monitor).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct RecordHealth(pub HealthReport);
-
-/// The latest health report.
-#[derive(Message, Debug)]
-#[rtype(result = "HealthReport")]
-pub struct GetHealth;
-
-/// Series statistics, per-route statistics and the store's size, filtered, taken together so
-/// that one answer never mixes data from before and after an ingest.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "MetricsView")]
-pub struct QueryMetrics {
-    pub window: Window,
-    /// Exact metric name.
-    pub name: Option<String>,
-    /// Exact route pattern (matches the `route` tag).
-    pub route: Option<String>,
-}
-
-/// The answer to [`QueryMetrics`].
-#[derive(Debug, Clone, serde::Serialize, actix::MessageResponse)]
-pub struct MetricsView {
-    pub window: Window,
-    /// Per-route statistics (only when the query's name is absent or `api_response_time`).
-    pub routes: Vec<RouteStats>,
-    pub series: Vec<SeriesStats>,
-    pub store: StoreStats,
-}
-
-/// Per-route request statistics over a window.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "Vec<RouteStats>")]
-pub struct GetRouteStats(pub Window);
-
-/// Per-route request statistics over the last `secs` seconds, from the 10 s ring: the slot
-/// `now` falls in plus the `ceil(secs / 10)` slots before it (at most 7: `secs` is capped at
-/// 70). The span covers at least the last `secs` seconds and less than `ceil(secs / 10) * 10
-/// + 10`, so a sample stops counting at most that long after it was recorded. `secs = 60`
-/// answers exactly what `GetRouteStats(Window::M1)` does.
-///
-/// The answers' `window` field says `1m`: it names the ring the span comes from (the
-/// shortest standard window); the caller knows the span it asked for.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "Vec<RouteStats>")]
-pub struct GetRecentRouteStats {
-    pub secs: u64,
-}
-
-/// Size of the store.
-#[derive(Message, Debug)]
-#[rtype(result = "StoreStats")]
-pub struct GetStoreStats;
+use crate::domain::metric::{RouteStats, SeriesKey, SeriesStats, Unit, Window, API_RESPONSE_TIME};
 
 /// How full the store is.
 #[derive(Debug, Clone, serde::Serialize, actix::MessageResponse)]
 pub struct StoreStats {
     pub series: usize,
     pub max_series: usize,
-    /// Samples dropped because their series would have exceeded `max_series`.
+    /// Samples dropped because their series would have exceeded `max_series` (or, for
+    /// requests to no route or with an unknown method, the part of it they may use).
     pub rejected_samples: u64,
+    /// Series that requests to no route or with an unknown method may use.
+    pub unrouted_max_series: usize,
+    /// An example of a series refused most recently, for the log and the alert.
+    pub last_rejected: Option<String>,
     /// Samples accepted since start.
     pub ingested_samples: u64,
 }
@@ -154,7 +54,17 @@ pub struct Rollup {
 const BATCH_VIA_SCRATCH: usize = 32;
 
 /// Slot lengths (seconds) and slot counts of the three rings.
-const RINGS: [(u64, usize); 3] = [(10, 8), (60, 7), (300, 14)];
+pub(super) const RINGS: [(u64, usize); 3] = [(10, 8), (60, 7), (300, 14)];
+
+/// Which part of the series budget a new series may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The whole budget (gauges, matched routes, queries).
+    Full,
+    /// All but the quarter kept for matched routes (requests that matched no route, or came
+    /// with a method outside the standard set): whatever a client can make up.
+    Limited,
+}
 
 /// `value` in the histogram's integer unit (negative values count as 0).
 fn scaled(unit: Unit, value: f64) -> u64 {
@@ -195,7 +105,7 @@ impl Span {
     }
 }
 
-fn now_secs() -> f64 {
+pub(super) fn now_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -399,7 +309,14 @@ pub struct SeriesTable {
     scratch: [Option<Histogram<u32>>; 3],
     max_series: usize,
     rejected: u64,
+    last_rejected: Option<String>,
     ingested: u64,
+}
+
+/// `name{tag=value,…}`, cut to a readable length.
+fn describe(key: &SeriesKey) -> String {
+    let tags: Vec<String> = key.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    crate::text::clip_chars(&format!("{}{{{}}}", key.name, tags.join(",")), 200)
 }
 
 impl SeriesTable {
@@ -410,6 +327,7 @@ impl SeriesTable {
             scratch: [None, None, None],
             max_series,
             rejected: 0,
+            last_rejected: None,
             ingested: 0,
         }
     }
@@ -418,7 +336,12 @@ impl SeriesTable {
     /// seconds. Returns false when the series would exceed the cap (the values are counted).
     pub fn record(&mut self, key: &SeriesKey, unit: Unit, values: &[f64], now: f64) -> bool {
         let scaled: Vec<u64> = values.iter().map(|&v| scaled(unit, v)).collect();
-        self.record_scaled(key, unit, &scaled, now)
+        self.record_scaled(key, unit, &scaled, now, Admission::Full)
+    }
+
+    /// How many series an [`Admission::Limited`] series may join: all but a quarter of the cap.
+    pub fn limited_max(&self) -> usize {
+        self.max_series - self.max_series / 4
     }
 
     /// Like [`SeriesTable::record`], with values already in the histogram's integer unit
@@ -429,10 +352,16 @@ impl SeriesTable {
         unit: Unit,
         scaled: &[T],
         now: f64,
+        admission: Admission,
     ) -> bool {
         if !self.series.contains_key(key) {
-            if self.series.len() >= self.max_series {
+            let cap = match admission {
+                Admission::Full => self.max_series,
+                Admission::Limited => self.limited_max(),
+            };
+            if self.series.len() >= cap {
                 self.rejected += scaled.len() as u64;
+                self.last_rejected = Some(describe(key));
                 return false;
             }
             self.series.insert(key.clone(), Series::new(unit, now));
@@ -616,6 +545,8 @@ impl SeriesTable {
             series: self.series.len(),
             max_series: self.max_series,
             rejected_samples: self.rejected,
+            unrouted_max_series: self.limited_max(),
+            last_rejected: self.last_rejected.clone(),
             ingested_samples: self.ingested,
         }
     }
@@ -631,330 +562,6 @@ pub fn status_class_label(class: u8) -> &'static str {
         _ => "5xx",
     }
 }
-
-/// What the `MetricsStore` is built from (kept for restarts).
-#[derive(Clone)]
-pub struct MetricsOptions {
-    pub max_series: usize,
-    pub max_fingerprints: usize,
-    /// Executions from this long on are listed as slow queries (`0`: none).
-    pub slow_query_ms: u64,
-    /// Where slow queries are published (`SLOW_QUERY` on `metric`); `None`: not published.
-    pub events: Option<Addr<EventBus>>,
-    /// Where one-minute rollups go, and how often; `None` keeps them in memory only.
-    pub persist: Option<PersistOptions>,
-}
-
-/// Rollup persistence.
-#[derive(Clone)]
-pub struct PersistOptions {
-    pub store: Store,
-    /// Identifies this process's rows (with the series and the minute).
-    pub instance_id: Uuid,
-    pub every: Duration,
-}
-
-/// The actor owning the [`SeriesTable`], the query statistics and the latest health report.
-pub struct MetricsStore {
-    table: SeriesTable,
-    queries: QueryTable,
-    health: HealthReport,
-    options: MetricsOptions,
-    /// Minutes before this one (minute number since the epoch) have been persisted.
-    persisted_until: u64,
-}
-
-impl MetricsStore {
-    /// A store holding at most `max_series` series, nothing persisted.
-    pub fn new(max_series: usize) -> Self {
-        Self::with_options(MetricsOptions {
-            max_series,
-            max_fingerprints: 1_000,
-            slow_query_ms: 500,
-            events: None,
-            persist: None,
-        })
-    }
-
-    /// A store built from `options`.
-    pub fn with_options(options: MetricsOptions) -> Self {
-        MetricsStore {
-            table: SeriesTable::new(options.max_series),
-            queries: QueryTable::new(options.max_fingerprints, options.slow_query_ms),
-            health: HealthReport::unknown(),
-            options,
-            persisted_until: 0,
-        }
-    }
-
-    /// Write the rollups of the minutes not yet persisted; with `include_current`, the
-    /// running minute too (at shutdown: nothing later will be recorded). Returns the rows.
-    fn persist(&mut self, include_current: bool) -> usize {
-        let Some(p) = self.options.persist.as_ref().filter(|p| !p.every.is_zero()) else {
-            return 0;
-        };
-        let minute = now_secs() as u64 / RINGS[1].0;
-        let to = if include_current { minute + 1 } else { minute };
-        if to <= self.persisted_until {
-            return 0;
-        }
-        let rollups = self.table.rollups(self.persisted_until, to);
-        let n = rollups.len();
-        for r in rollups {
-            p.store
-                .write(Record::HealthMetric(rollup_row(&r, p.instance_id)));
-        }
-        self.persisted_until = to;
-        n
-    }
-}
-
-/// The component a metric belongs to (the original's `component` column).
-fn component_of(name: &str) -> &'static str {
-    match name.split('_').next().unwrap_or("") {
-        "api" => "api",
-        "db" => "database",
-        "redis" => "redis",
-        "process" => "process",
-        "external" => "external",
-        _ => "system",
-    }
-}
-
-fn rollup_row(r: &Rollup, instance_id: Uuid) -> HealthMetricRow {
-    let tags: serde_json::Map<String, serde_json::Value> = r
-        .key
-        .tags
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect();
-    HealthMetricRow {
-        id: Uuid::new_v4(),
-        metric_name: r.key.name.clone(),
-        metric_value: r.mean,
-        metric_unit: Some(r.unit.label().to_owned()),
-        component: component_of(&r.key.name).to_owned(),
-        severity: "normal".to_owned(),
-        tags: serde_json::Value::Object(tags),
-        bucket_start: DateTime::<Utc>::from_timestamp(r.bucket_start as i64, 0).unwrap_or_default(),
-        bucket_seconds: RINGS[1].0 as i32,
-        sample_count: r.count as i64,
-        min_value: r.min,
-        max_value: r.max,
-        p50: r.p50,
-        p95: r.p95,
-        p99: r.p99,
-        instance_id,
-        created_at: Utc::now(),
-    }
-}
-
-impl Actor for MetricsStore {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(Duration::from_secs(60), |act, _| {
-            act.table.sweep(now_secs());
-            act.queries.sweep(Utc::now());
-        });
-        if let Some(p) = &self.options.persist {
-            if !p.every.is_zero() {
-                ctx.run_interval(p.every, |act, _| {
-                    act.persist(false);
-                });
-            }
-        }
-    }
-}
-
-impl Supervised for MetricsStore {
-    fn restarting(&mut self, _: &mut Self::Context) {
-        *self = MetricsStore::with_options(self.options.clone());
-    }
-}
-
-/// Persist rollups now (the timer does it every `METRICS_PERSIST_INTERVAL_MS`; shutdown
-/// does it with `include_current`). Answers the number of rows queued for writing.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "usize")]
-pub struct PersistRollups {
-    pub include_current: bool,
-}
-
-impl Handler<PersistRollups> for MetricsStore {
-    type Result = usize;
-
-    fn handle(&mut self, msg: PersistRollups, _: &mut Self::Context) -> usize {
-        self.persist(msg.include_current)
-    }
-}
-
-impl Handler<IngestQueries> for MetricsStore {
-    type Result = ();
-
-    fn handle(&mut self, msg: IngestQueries, _: &mut Self::Context) {
-        // The overall query latency is a series too (windows, rollups, forecasts).
-        let micros: Vec<u64> = msg.samples.iter().map(|s| s.micros).collect();
-        if !micros.is_empty() {
-            let key = SeriesKey::new(DB_QUERY_TIME, vec![("source".to_owned(), "app".to_owned())]);
-            self.table
-                .record_scaled(&key, Unit::Ms, &micros, now_secs());
-        }
-        let limit_us = self.options.slow_query_ms.saturating_mul(1000);
-        let slow: Vec<QuerySample> = match &self.options.events {
-            Some(_) if limit_us > 0 => msg
-                .samples
-                .iter()
-                .filter(|s| s.micros >= limit_us)
-                .cloned()
-                .collect(),
-            _ => Vec::new(),
-        };
-        self.queries.ingest(msg);
-        if let Some(bus) = &self.options.events {
-            for s in slow {
-                bus.do_send(Publish(Event::new(
-                    "QueryLogger",
-                    Payload::SlowQuery {
-                        kind: "SLOW_QUERY",
-                        query: SlowQuery {
-                            id: Fingerprint::hex(s.fingerprint),
-                            sql: self.queries.text(s.fingerprint).map(|t| t.to_string()),
-                            duration_ms: s.micros as f64 / 1000.0,
-                            threshold_ms: self.options.slow_query_ms,
-                            trace_id: s.trace_id.map(|t| String::from_utf8_lossy(&t).into_owned()),
-                            error: s.error.as_deref().map(str::to_owned),
-                        },
-                    },
-                )));
-            }
-        }
-    }
-}
-
-/// Query statistics: the top `limit` fingerprints, slow and failed executions, and those of
-/// one trace.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "QueryReport")]
-pub struct GetQueryReport {
-    pub limit: usize,
-    /// W3C trace id (32 hex digits).
-    pub trace_id: Option<String>,
-}
-
-impl Handler<GetQueryReport> for MetricsStore {
-    type Result = MessageResult<GetQueryReport>;
-
-    fn handle(&mut self, q: GetQueryReport, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.queries.report(q.limit, q.trace_id.as_deref()))
-    }
-}
-
-impl Handler<IngestApi> for MetricsStore {
-    type Result = ();
-
-    fn handle(&mut self, msg: IngestApi, _: &mut Self::Context) {
-        let now = now_secs();
-        for (key, micros) in msg.samples {
-            let route = if key.route.is_empty() {
-                UNMATCHED_ROUTE.to_owned()
-            } else {
-                key.route
-            };
-            let series = SeriesKey::new(
-                API_RESPONSE_TIME,
-                vec![
-                    ("method".to_owned(), key.method.as_str().to_owned()),
-                    ("route".to_owned(), route),
-                    (
-                        "status_class".to_owned(),
-                        status_class_label(key.status_class).to_owned(),
-                    ),
-                ],
-            );
-            // Microseconds are the integer unit of a latency series.
-            self.table.record_scaled(&series, Unit::Ms, &micros, now);
-        }
-    }
-}
-
-impl Handler<RecordGauges> for MetricsStore {
-    type Result = ();
-
-    fn handle(&mut self, msg: RecordGauges, _: &mut Self::Context) {
-        let now = now_secs();
-        for g in msg.0 {
-            self.table.record(&g.key, g.unit, &[g.value], now);
-        }
-    }
-}
-
-impl Handler<RecordHealth> for MetricsStore {
-    type Result = ();
-
-    fn handle(&mut self, msg: RecordHealth, _: &mut Self::Context) {
-        self.health = msg.0;
-    }
-}
-
-impl Handler<GetHealth> for MetricsStore {
-    type Result = MessageResult<GetHealth>;
-
-    fn handle(&mut self, _: GetHealth, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.health.clone())
-    }
-}
-
-impl Handler<QueryMetrics> for MetricsStore {
-    type Result = MetricsView;
-
-    fn handle(&mut self, q: QueryMetrics, _: &mut Self::Context) -> MetricsView {
-        let now = now_secs();
-        let series = self
-            .table
-            .query(q.window, q.name.as_deref(), q.route.as_deref(), now);
-        let routes = if q.name.as_deref().is_none_or(|n| n == API_RESPONSE_TIME) {
-            let mut routes = self.table.routes(q.window, now);
-            if let Some(route) = &q.route {
-                routes.retain(|r| &r.route == route);
-            }
-            routes
-        } else {
-            Vec::new()
-        };
-        MetricsView {
-            window: q.window,
-            routes,
-            series,
-            store: self.table.stats(),
-        }
-    }
-}
-
-impl Handler<GetRouteStats> for MetricsStore {
-    type Result = MessageResult<GetRouteStats>;
-
-    fn handle(&mut self, q: GetRouteStats, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.table.routes(q.0, now_secs()))
-    }
-}
-
-impl Handler<GetRecentRouteStats> for MetricsStore {
-    type Result = MessageResult<GetRecentRouteStats>;
-
-    fn handle(&mut self, q: GetRecentRouteStats, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.table.recent_routes(q.secs, now_secs()))
-    }
-}
-
-impl Handler<GetStoreStats> for MetricsStore {
-    type Result = StoreStats;
-
-    fn handle(&mut self, _: GetStoreStats, _: &mut Self::Context) -> StoreStats {
-        self.table.stats()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1011,6 +618,26 @@ mod tests {
             (s.series, s.rejected_samples, s.ingested_samples),
             (2, 2, 3)
         );
+        assert_eq!(s.last_rejected.as_deref(), Some("c{route=/users/{id}}"));
+    }
+
+    #[test]
+    fn a_quarter_of_the_budget_is_kept_for_matched_routes() {
+        let mut t = SeriesTable::new(8);
+        for i in 0..10 {
+            t.record_scaled(
+                &key(&format!("junk{i}")),
+                Unit::Ms,
+                &[1u64],
+                10.0,
+                Admission::Limited,
+            );
+        }
+        assert_eq!(t.stats().series, 6, "made-up series stop at three quarters");
+        assert!(t.record_scaled(&key("route"), Unit::Ms, &[1u64], 10.0, Admission::Full));
+        assert!(t.record_scaled(&key("route2"), Unit::Ms, &[1u64], 10.0, Admission::Full));
+        assert!(!t.record_scaled(&key("route3"), Unit::Ms, &[1u64], 10.0, Admission::Full));
+        assert_eq!(t.stats().rejected_samples, 5);
     }
 
     #[test]

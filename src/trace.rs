@@ -8,7 +8,9 @@
 //! anything the request's handler awaits — a database query on a pooled connection, say — can
 //! ask [`TraceContext::current`] which request it belongs to, without the request at hand.
 
-use actix_web::http::header::{HeaderMap, HeaderName};
+use std::cell::Cell;
+
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// Header carrying the trace id, as the original.
 pub const X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
@@ -28,8 +30,13 @@ pub struct TraceContext {
     trace_id: [u8; 32],
     span_id: [u8; 16],
     flags: u8,
-    /// The caller's `X-Trace-Id`, when it sent a usable one.
-    given_id: Option<Box<str>>,
+    /// The caller's `X-Trace-Id`, when it sent a usable one (the header value itself: sent
+    /// back without a copy).
+    given_id: Option<HeaderValue>,
+    /// Queries the request ran so far, and their total time (µs): the query logger counts
+    /// them here, the tracer reads them when the request ends.
+    queries: Cell<u32>,
+    query_micros: Cell<u64>,
 }
 
 impl TraceContext {
@@ -39,10 +46,34 @@ impl TraceContext {
         CURRENT.try_with(TraceContext::clone).ok()
     }
 
-    /// The current trace's W3C trace id (32 hex digits), without cloning the context: the
-    /// query logger calls this once per query.
+    /// The current trace's W3C trace id (32 hex digits), without cloning the context.
     pub fn current_trace_id() -> Option<[u8; 32]> {
         CURRENT.try_with(|t| t.trace_id).ok()
+    }
+
+    /// Count a query of `micros` on the current trace; answers its W3C trace id. The query
+    /// logger calls this once per query.
+    pub fn record_query(micros: u64) -> Option<[u8; 32]> {
+        CURRENT
+            .try_with(|t| {
+                t.queries.set(t.queries.get().saturating_add(1));
+                t.query_micros
+                    .set(t.query_micros.get().saturating_add(micros));
+                t.trace_id
+            })
+            .ok()
+    }
+
+    /// The queries counted on the current trace so far: how many, and their total µs.
+    pub fn current_queries() -> Option<(u32, u64)> {
+        CURRENT
+            .try_with(|t| (t.queries.get(), t.query_micros.get()))
+            .ok()
+    }
+
+    /// The W3C trace id, as bytes.
+    pub fn trace_id_bytes(&self) -> [u8; 32] {
+        self.trace_id
     }
 
     /// Run `work` with this trace as the current one.
@@ -60,6 +91,8 @@ impl TraceContext {
             span_id: new_span_id(),
             flags: 1,
             given_id: None,
+            queries: Cell::new(0),
+            query_micros: Cell::new(0),
         }
     }
 
@@ -73,37 +106,43 @@ impl TraceContext {
         let parent = parent
             .and_then(|v| v.to_str().ok())
             .and_then(parse_traceparent);
-        let given = given
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| valid_id(v));
+        // Header values come trimmed from the parser; a usable one is sent back as it came.
+        let given = given.filter(|v| v.to_str().is_ok_and(valid_id));
+        let given_text = given.and_then(|v| v.to_str().ok());
         let mut trace = match (parent, given) {
             (Some((trace_id, flags)), _) => TraceContext {
                 trace_id,
                 span_id: new_span_id(),
                 flags,
                 given_id: None,
+                queries: Cell::new(0),
+                query_micros: Cell::new(0),
             },
-            (None, Some(id)) => match hex_array::<32>(id) {
+            (None, Some(_)) => match given_text.and_then(hex_array::<32>) {
                 Some(trace_id) => TraceContext {
                     trace_id: trace_id.map(|b| b.to_ascii_lowercase()),
                     span_id: new_span_id(),
                     flags: 1,
                     given_id: None,
+                    queries: Cell::new(0),
+                    query_micros: Cell::new(0),
                 },
                 None => Self::new_root(),
             },
             (None, None) => Self::new_root(),
         };
-        if let Some(id) = given.filter(|id| *id != trace.trace_id()) {
-            trace.given_id = Some(Box::from(id));
+        if let Some(v) = given.filter(|v| v.as_bytes() != trace.trace_id.as_slice()) {
+            trace.given_id = Some(v.clone());
         }
         trace
     }
 
     /// What `X-Trace-Id` carries: the caller's id when it sent a usable one, else the trace id.
     pub fn id(&self) -> &str {
-        self.given_id.as_deref().unwrap_or_else(|| self.trace_id())
+        self.given_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| self.trace_id())
     }
 
     /// [`TraceContext::id`] as bytes, without a UTF-8 check (the response header is built
@@ -113,6 +152,11 @@ impl TraceContext {
             Some(id) => id.as_bytes(),
             None => &self.trace_id,
         }
+    }
+
+    /// The caller's `X-Trace-Id` header value, when it is the id sent back.
+    pub fn given_header(&self) -> Option<&HeaderValue> {
+        self.given_id.as_ref()
     }
 
     /// 32 lowercase hex digits (W3C trace-id).

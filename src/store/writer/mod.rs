@@ -20,10 +20,12 @@
 //!   a lane of its own (other records keep flowing), is retried after a growing delay, and is
 //!   dropped (logged, counted in `rejected`) once refused [`MAX_REFUSALS`] times.
 //!
-//! Restart policy: infrastructure actor under actix's `Supervisor`; a restart keeps the queue.
+//! The journal (`DB_SPILL_FILE`) is in [`journal`].
+//!
+//! Restart policy: a core actor (see [`crate::supervision`]); a restart keeps the
+//! queue, the suspects, the batch in flight (queued again) and the journal.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,9 +33,16 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+mod journal;
+
 use super::model::Record;
 use super::postgres::{PgStore, WriteOutcome};
-use super::StoreError;
+use super::{StoreError, StoreOptions};
+use crate::supervision::{self as sv, Core, CoreSupervision, Guarded, Reporter};
+use journal::Journal;
+
+/// The writer's name among the supervised actors.
+pub const NAME: &str = "store_writer";
 
 /// How often history past its retention is deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -116,14 +125,7 @@ pub struct StoreWriter {
     /// The batch being written (kept so that journaling includes it).
     in_flight: Option<Arc<Vec<Queued>>>,
     /// Where the queue is journaled while Postgres is down, and read back from at start.
-    spill_file: Option<PathBuf>,
-    /// The open journal, while journaling.
-    journal: Option<std::fs::File>,
-    /// The journal file exists and must be removed once the queue drains (tracked apart from
-    /// the handle: a write error closes the handle, the file must still go).
-    journal_on_disk: bool,
-    /// Lines in the journal (it is compacted when mostly made of records already written).
-    journal_lines: usize,
+    journal: Journal,
     /// A reachability check is running (queue empty, Postgres last seen down).
     probing: bool,
     /// A retention run is going (they never overlap).
@@ -139,17 +141,15 @@ pub struct StoreWriter {
     accepted: u64,
     settled: u64,
     drain_waiters: Vec<(u64, tokio::sync::oneshot::Sender<()>)>,
+    sup: CoreSupervision,
 }
 
 impl StoreWriter {
-    pub fn new(
-        pg: Arc<PgStore>,
-        cap: usize,
-        batch: usize,
-        every: Duration,
-        retention: (u32, u32, u32),
-        spill_file: Option<PathBuf>,
-    ) -> Self {
+    /// A writer for `pg` with the queue, batch, flush, retention, journal and restart policy
+    /// of `o`; failures are told to `reporter`.
+    pub fn new(pg: Arc<PgStore>, o: &StoreOptions, reporter: Reporter) -> Self {
+        let (cap, batch, every) = (o.queue_max, o.batch, o.flush_every);
+        let (retention, spill_file) = (o.retention, o.spill_file.clone());
         let status = Arc::new(Mutex::new(WriterStatus {
             state: WriterState::Unknown,
             queued: 0,
@@ -168,10 +168,7 @@ impl StoreWriter {
             queue: VecDeque::new(),
             suspects: VecDeque::new(),
             in_flight: None,
-            spill_file,
-            journal: None,
-            journal_on_disk: false,
-            journal_lines: 0,
+            journal: Journal::new(spill_file),
             probing: false,
             pruning: false,
             cap: cap.max(1),
@@ -183,6 +180,7 @@ impl StoreWriter {
             accepted: 0,
             settled: 0,
             drain_waiters: Vec::new(),
+            sup: CoreSupervision::new(NAME, &o.supervisor, reporter),
         }
     }
 
@@ -200,14 +198,18 @@ impl StoreWriter {
         self.queue.len() + self.suspects.len() + self.in_flight_len()
     }
 
-    /// Every pending record, oldest first as far as the lanes allow.
-    fn pending(&self) -> impl Iterator<Item = &Record> {
-        self.in_flight
+    /// Every pending record, oldest first as far as the lanes allow, and the journal (two
+    /// borrows of distinct fields, so the journal can be written from the records).
+    fn pending_and_journal(&mut self) -> (Vec<&Record>, &mut Journal) {
+        let pending = self
+            .in_flight
             .iter()
             .flat_map(|b| b.iter())
             .chain(self.suspects.iter().map(|(q, _)| q))
             .chain(self.queue.iter())
             .map(|q| &q.record)
+            .collect();
+        (pending, &mut self.journal)
     }
 
     fn update(&self, f: impl FnOnce(&mut WriterStatus)) {
@@ -264,13 +266,13 @@ impl StoreWriter {
             drop(records);
             (result, batch)
         };
-        ctx.spawn(work.into_actor(self).map(|(result, batch), act, ctx| {
+        sv::guard_fut(self, ctx, work, |act, ctx, (result, batch)| {
             act.in_flight = None;
             let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
             act.finish(result, batch);
             act.release_drained();
             act.schedule(ctx);
-        }));
+        });
     }
 
     /// Run the next flush when there is something to do: at once when records wait and
@@ -289,7 +291,9 @@ impl StoreWriter {
         match at {
             Some(at) if at <= now => self.flush(ctx),
             Some(at) => {
-                ctx.run_later(at - now, |act, ctx| act.flush(ctx));
+                ctx.run_later(at - now, |act, ctx| {
+                    sv::guard(act, ctx, |a, c| a.flush(c));
+                });
             }
             None => {}
         }
@@ -303,11 +307,11 @@ impl StoreWriter {
             pg.ping().await?;
             Ok(WriteOutcome::default())
         };
-        ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
+        sv::guard_fut(self, ctx, work, |act, ctx, result| {
             act.probing = false;
             act.finish(result, Vec::new());
             act.schedule(ctx);
-        }));
+        });
     }
 
     /// Back to the front of the queue, in their order.
@@ -383,8 +387,10 @@ impl StoreWriter {
                 self.pending_len() + outcome.written
             );
         }
-        self.compact_journal();
-        self.close_journal_if_drained();
+        let (pending, journal) = self.pending_and_journal();
+        journal.compact(pending.into_iter());
+        let left = self.pending_len();
+        self.journal.close_if_drained(left);
     }
 
     fn went_down(&mut self, message: String) {
@@ -403,213 +409,52 @@ impl StoreWriter {
             s.last_error = Some(message);
             s.down_since.get_or_insert_with(Utc::now);
         });
-        self.open_journal();
+        let (pending, journal) = self.pending_and_journal();
+        journal.open(pending.into_iter());
     }
 
     /// Queue what an earlier run could not write. The file stays, as the journal of these
     /// records, until they are written (a crash before then loses nothing).
     fn load_spill(&mut self) {
-        let Some(path) = self.spill_file.clone() else {
+        let room = self.cap.saturating_sub(self.queue.len());
+        let Some(loaded) = self.journal.load(room) else {
             return;
         };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-            Err(e) => {
-                log::error!("database: cannot read the journal {}: {e}", path.display());
-                return;
-            }
-        };
-        let mut bad = 0usize;
-        let mut records: Vec<Record> = Vec::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            match serde_json::from_str::<Record>(line) {
-                Ok(record) => records.push(record),
-                Err(_) => bad += 1,
-            }
-        }
-        // Over the cap: keep the newest (the oldest lines are the likeliest to be written).
-        let over = records
-            .len()
-            .saturating_sub(self.cap.saturating_sub(self.queue.len()));
-        let loaded = records.len() - over;
-        let over = over as u64;
-        self.journal_lines = records.len() + bad;
-        for record in records.into_iter().skip(over as usize) {
+        let n = loaded.records.len();
+        for record in loaded.records {
             self.queue.push_back(Queued {
                 record,
                 refusals: 0,
             });
         }
-        self.accepted += loaded as u64;
-        self.journal_on_disk = true;
-        match std::fs::OpenOptions::new().append(true).open(&path) {
-            Ok(file) => self.journal = Some(file),
-            Err(e) => log::error!(
-                "database: cannot reopen the journal {}: {e}",
-                path.display()
-            ),
-        }
-        if bad > 0 {
-            log::error!("database: {bad} unreadable line(s) in the journal were skipped");
-        }
-        if over > 0 {
+        self.accepted += n as u64;
+        if loaded.bad > 0 {
             log::error!(
-                "database: {over} journaled record(s) did not fit in DB_WRITE_QUEUE_MAX ({}) and were refused",
+                "database: {} unreadable line(s) in the journal were skipped",
+                loaded.bad
+            );
+        }
+        if loaded.over > 0 {
+            log::error!(
+                "database: {} journaled record(s) did not fit in DB_WRITE_QUEUE_MAX ({}) and were refused",
+                loaded.over,
                 self.cap
             );
         }
         log::info!(
-            "database: queued {loaded} record(s) an earlier run could not write ({})",
-            path.display()
+            "database: queued {n} record(s) an earlier run could not write ({})",
+            self.journal
+                .path()
+                .map_or_else(String::new, |p| p.display().to_string())
         );
+        let over = loaded.over as u64;
         self.update(|s| s.overflow += over);
-    }
-
-    /// Start journaling the queue (Postgres is down): the queue now, then each new record.
-    fn open_journal(&mut self) {
-        if self.journal.is_some() {
-            return;
-        }
-        let Some(path) = self.spill_file.clone() else {
-            return;
-        };
-        let pending: Vec<&Record> = self.pending().collect();
-        let lines = pending.len();
-        let opened = (|| -> std::io::Result<std::fs::File> {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
-            let mut out = String::new();
-            for r in pending {
-                out.push_str(&serde_json::to_string(r).map_err(std::io::Error::other)?);
-                out.push('\n');
-            }
-            std::io::Write::write_all(&mut file, out.as_bytes())?;
-            Ok(file)
-        })();
-        self.journal_on_disk = true;
-        match opened {
-            Ok(file) => {
-                log::info!(
-                    "database: journaling queued records to {} until Postgres is back",
-                    path.display()
-                );
-                self.journal = Some(file);
-                self.journal_lines += lines;
-            }
-            Err(e) => log::error!(
-                "database: cannot journal the queue to {} ({e}); a crash now would lose it",
-                path.display()
-            ),
-        }
-    }
-
-    /// Append a newly queued record to the journal, if one is open.
-    fn journal_append(&mut self, record: &Record) {
-        let Some(file) = self.journal.as_mut() else {
-            return;
-        };
-        let written = serde_json::to_string(record)
-            .map_err(std::io::Error::other)
-            .and_then(|mut line| {
-                line.push('\n');
-                std::io::Write::write_all(file, line.as_bytes())
-            });
-        match written {
-            Ok(()) => self.journal_lines += 1,
-            Err(e) => {
-                log::error!("database: journal write failed ({e}); journaling stops");
-                self.journal = None;
-            }
-        }
-    }
-
-    /// When the journal is mostly records already written, rewrite it with the pending ones
-    /// only (to a temporary file, synced, then renamed over it).
-    fn compact_journal(&mut self) {
-        if self.journal.is_none() || self.journal_lines <= 2 * self.pending_len() + 64 {
-            return;
-        }
-        let Some(path) = self.spill_file.clone() else {
-            return;
-        };
-        let tmp = path.with_extension("compacting");
-        let pending: Vec<&Record> = self.pending().collect();
-        let lines = pending.len();
-        let rewritten = (|| -> std::io::Result<std::fs::File> {
-            let mut out = String::new();
-            for r in pending {
-                out.push_str(&serde_json::to_string(r).map_err(std::io::Error::other)?);
-                out.push('\n');
-            }
-            let mut file = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut file, out.as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::OpenOptions::new().append(true).open(&path)
-        })();
-        match rewritten {
-            Ok(file) => {
-                self.journal = Some(file);
-                self.journal_lines = lines;
-            }
-            Err(e) => log::warn!(
-                "database: could not compact the journal {} ({e}); it keeps growing until the queue drains",
-                path.display()
-            ),
-        }
-    }
-
-    /// Everything is written: the journal is no longer needed.
-    fn close_journal_if_drained(&mut self) {
-        if !self.journal_on_disk || self.pending_len() > 0 {
-            return;
-        }
-        self.journal = None;
-        self.journal_on_disk = false;
-        self.journal_lines = 0;
-        if let Some(path) = &self.spill_file {
-            match std::fs::remove_file(path) {
-                Ok(()) => log::info!(
-                    "database: queue written; journal {} removed",
-                    path.display()
-                ),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => log::error!(
-                    "database: cannot remove the journal {}: {e}",
-                    path.display()
-                ),
-            }
-        }
     }
 
     /// At shutdown: make sure what is still queued is on disk. Answers how many records.
     fn spill(&mut self) -> Result<usize, String> {
-        let Some(path) = self.spill_file.clone() else {
-            return Ok(0);
-        };
-        let pending = self.pending_len();
-        if pending == 0 {
-            return Ok(0);
-        }
-        if self.journal.is_none() {
-            self.open_journal();
-        }
-        match &self.journal {
-            Some(file) => file
-                .sync_all()
-                .map(|()| pending)
-                .map_err(|e| format!("{}: {e}", path.display())),
-            None => Err(format!(
-                "{}: the journal could not be written",
-                path.display()
-            )),
-        }
+        let (pending, journal) = self.pending_and_journal();
+        journal.spill(pending.into_iter())
     }
 }
 
@@ -617,65 +462,122 @@ impl Actor for StoreWriter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        sv::started(self, ctx);
+    }
+}
+
+impl Supervised for StoreWriter {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        // The queue is kept: a restart must not lose what was waiting. The batch in flight
+        // goes back to the front (writes are idempotent, so a batch that did commit is
+        // harmless to write again).
+        if let Some(batch) = self.in_flight.take() {
+            let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+            self.requeue(batch);
+        }
+        self.probing = false;
+        self.pruning = false;
+    }
+}
+
+impl Core for StoreWriter {
+    fn supervision(&mut self) -> &mut CoreSupervision {
+        &mut self.sup
+    }
+
+    fn start(&mut self, ctx: &mut Context<Self>) {
         self.load_spill();
-        ctx.run_interval(self.every, |act, ctx| act.flush(ctx));
-        ctx.run_interval(PRUNE_EVERY, |act, ctx| {
+        sv::guard_interval(ctx, self.every, |act, ctx| act.flush(ctx));
+        sv::guard_interval(ctx, PRUNE_EVERY, |act, ctx| {
             if act.pruning {
                 return; // the last run is still going
             }
             act.pruning = true;
             let (pg, (m, a, p)) = (act.pg.clone(), act.retention);
-            ctx.spawn(
+            sv::guard_fut(
+                act,
+                ctx,
                 async move {
                     match pg.prune(m, a, p).await {
                         Ok(0) => {}
                         Ok(n) => log::info!("database: pruned {n} row(s) past their retention"),
                         Err(e) => log::warn!("database: pruning failed ({e}); next try in an hour"),
                     }
-                }
-                .into_actor(act)
-                .map(|(), act, _| act.pruning = false),
+                },
+                |act, _, ()| act.pruning = false,
             );
         });
         // Migrate as soon as Postgres answers, so the schema exists before the first write.
         let pg = self.pg.clone();
-        ctx.spawn(
-            async move { pg.ensure_migrated().await }
-                .into_actor(self)
-                .map(|result, act, _| match result {
-                    Err(e) => {
-                        log::warn!(
-                            "database: unreachable at start ({e}); writes are queued until it answers"
-                        );
-                        act.went_down(e.to_string());
-                        // The first attempt comes at once, not after the backoff.
-                        act.next_attempt = Instant::now();
+        sv::guard_fut(
+            self,
+            ctx,
+            async move { pg.ensure_migrated().await },
+            |act, _, result| match result {
+                Err(e) => {
+                    log::warn!("database: {e}; writes are queued until it answers");
+                    act.went_down(e.to_string());
+                    // The first attempt comes at once, not after the backoff.
+                    act.next_attempt = Instant::now();
+                }
+                Ok(()) => {
+                    if act.state() == WriterState::Unknown {
+                        act.update(|s| s.state = WriterState::Up);
                     }
-                    Ok(()) => {
-                        if act.state() == WriterState::Unknown {
-                            act.update(|s| s.state = WriterState::Up);
-                        }
-                    }
-                }),
+                }
+            },
         );
+        // Whatever was queued while the actor was down (a crash) goes out now.
+        self.schedule(ctx);
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        serde_json::to_value(read_status(&self.status)).unwrap_or_default()
     }
 }
 
-impl Supervised for StoreWriter {
-    fn restarting(&mut self, _: &mut Self::Context) {
-        // The queue is kept: a restart must not lose what was waiting.
-        if let Some(batch) = self.in_flight.take() {
-            let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
-            self.requeue(batch);
-        }
-        self.probing = false;
-    }
-}
+crate::core_handlers!(StoreWriter);
 
 impl Handler<Enqueue> for StoreWriter {
-    type Result = ();
+    type Result = Guarded<()>;
 
-    fn handle(&mut self, msg: Enqueue, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Self::Context) -> Self::Result {
+        if self.sup.is_failed() {
+            // Failed: nothing is written until an admin restart, but nothing is lost either:
+            // the record waits in the queue, and in the journal.
+            let kept = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.keep_while_failed(msg)
+            }));
+            if kept.is_err() {
+                log::error!("database: a record could not be kept while the writer is failed");
+            }
+            return Guarded(Some(()));
+        }
+        sv::guard(self, ctx, |act, ctx| act.enqueue(msg, ctx))
+    }
+}
+
+impl StoreWriter {
+    /// While failed: queue and journal the record, write nothing.
+    fn keep_while_failed(&mut self, msg: Enqueue) {
+        if self.pending_len() >= self.cap {
+            self.update(|s| s.overflow += 1);
+            return;
+        }
+        if !self.journal.is_open() {
+            let (pending, journal) = self.pending_and_journal();
+            journal.open(pending.into_iter());
+        }
+        self.journal.append(&msg.0);
+        self.queue.push_back(Queued {
+            record: msg.0,
+            refusals: 0,
+        });
+        self.accepted += 1;
+        self.update(|_| {});
+    }
+
+    fn enqueue(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
         if self.pending_len() >= self.cap {
             let overflow = {
                 let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -691,7 +593,7 @@ impl Handler<Enqueue> for StoreWriter {
             }
             return;
         }
-        self.journal_append(&msg.0);
+        self.journal.append(&msg.0);
         self.queue.push_back(Queued {
             record: msg.0,
             refusals: 0,
@@ -705,18 +607,22 @@ impl Handler<Enqueue> for StoreWriter {
 }
 
 impl Handler<Drain> for StoreWriter {
-    type Result = ResponseFuture<bool>;
+    type Result = Guarded<ResponseFuture<bool>>;
 
     fn handle(&mut self, msg: Drain, ctx: &mut Self::Context) -> Self::Result {
-        if self.settled >= self.accepted {
-            return Box::pin(async { true });
-        }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.drain_waiters.push((self.accepted, tx));
-        // Try now rather than after the backoff.
-        self.next_attempt = Instant::now();
-        self.flush(ctx);
-        Box::pin(async move { matches!(actix_web::rt::time::timeout(msg.0, rx).await, Ok(Ok(()))) })
+        sv::guard(self, ctx, |act, ctx| -> ResponseFuture<bool> {
+            if act.settled >= act.accepted {
+                return Box::pin(async { true });
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            act.drain_waiters.push((act.accepted, tx));
+            // Try now rather than after the backoff.
+            act.next_attempt = Instant::now();
+            act.flush(ctx);
+            Box::pin(
+                async move { matches!(actix_web::rt::time::timeout(msg.0, rx).await, Ok(Ok(()))) },
+            )
+        })
     }
 }
 
@@ -727,9 +633,16 @@ impl Handler<Drain> for StoreWriter {
 pub struct Spill;
 
 impl Handler<Spill> for StoreWriter {
-    type Result = Result<usize, String>;
+    type Result = Guarded<Result<usize, String>>;
 
-    fn handle(&mut self, _: Spill, _: &mut Self::Context) -> Self::Result {
-        self.spill()
+    fn handle(&mut self, _: Spill, ctx: &mut Self::Context) -> Self::Result {
+        if self.sup.is_failed() {
+            // Shutdown with a failed writer: its queue still goes to the journal.
+            let spilled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.spill()));
+            return Guarded(Some(spilled.unwrap_or_else(|_| {
+                Err("the journal could not be written".to_owned())
+            })));
+        }
+        sv::guard(self, ctx, |act, _| act.spill())
     }
 }
