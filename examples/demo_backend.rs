@@ -16,7 +16,13 @@
 //!   rows), filtered on an unindexed column: a slow query (needs `DATABASE_URL`).
 //! - `GET /demo/n-plus-one?n=N`: one query, then N more, per request (needs `DATABASE_URL`).
 //! - `POST` (or `GET`) `/demo/panic-agent?name=Monitor`: makes the agent panic (only with
-//!   `SELFHEAL_DEMO_FAULTS=1`; the route does not exist otherwise).
+//!   `SELFHEAL_DEMO_FAULTS=1`; the route does not exist otherwise). The core actors take it
+//!   too: `event_bus`, `metrics_store`, `alert_manager`, `store_writer` (with `DATABASE_URL`),
+//!   `query_collector`, `system_supervisor`; `&times=N` makes it panic N times in a row (a
+//!   crash loop: past `AGENT_MAX_RESTARTS` the actor is `failed`).
+//! - `POST` (or `GET`) `/demo/hang-agent?name=monitor&ms=N`: the agent's next job hangs for N
+//!   ms (1–600 000): past `AGENT_JOB_TIMEOUT_MS` the watchdog marks it `stalled` and restarts it
+//!   (only with `SELFHEAL_DEMO_FAULTS=1`).
 //!
 //! Invalid input is answered with a JSON 400 (`{"success":false,"error":{..}}`).
 //!
@@ -63,7 +69,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use diesel_async::pooled_connection::deadpool::Pool;
-use selfheal::{SelfHeal, Settings};
+use selfheal::SelfHeal;
 
 /// Memory held by `/demo/alloc`, released by `/demo/alloc/free`.
 #[derive(Default)]
@@ -309,33 +315,63 @@ impl Triggers {
 }
 
 #[derive(Deserialize)]
-struct PanicQuery {
+struct FaultQuery {
     name: Option<String>,
+    times: Option<String>,
+    ms: Option<String>,
 }
 
-async fn panic_agent(q: web::Query<PanicQuery>, sh: web::Data<SelfHeal>) -> HttpResponse {
-    let Some(name) = q.name.as_deref() else {
-        return bad_request("name is required (e.g. ?name=Monitor)".to_owned());
-    };
-    match sh.inject_agent_panic(name, 1).await {
-        Ok(true) => HttpResponse::Ok().json(json!({"injected": true, "agent": name})),
+/// The answer to a fault injection.
+fn injected(result: Result<bool, String>, name: &str, what: serde_json::Value) -> HttpResponse {
+    match result {
+        Ok(true) => HttpResponse::Ok().json(json!({"injected": what, "agent": name})),
         Ok(false) => HttpResponse::Conflict().json(json!({"success": false, "error": {
-            "code": "CONFLICT", "message": format!("agent {name} is not running")}})),
+            "code": "CONFLICT", "message": format!("{name} is not running")}})),
         Err(e) => HttpResponse::NotFound()
             .json(json!({"success": false, "error": {"code": "NOT_FOUND", "message": e}})),
     }
 }
 
+async fn panic_agent(q: web::Query<FaultQuery>, sh: web::Data<SelfHeal>) -> HttpResponse {
+    let Some(name) = q.name.as_deref() else {
+        return bad_request(
+            "name is required (e.g. ?name=Monitor or ?name=metrics_store)".to_owned(),
+        );
+    };
+    let times: u32 = match parse(&q.times, "times", 1) {
+        Ok(v) if (1..=1000).contains(&v) => v,
+        Ok(v) => return bad_request(format!("times must be from 1 to 1000 (got {v})")),
+        Err(e) => return bad_request(e),
+    };
+    injected(
+        sh.inject_agent_panic(name, times).await,
+        name,
+        json!({"panics": times}),
+    )
+}
+
+async fn hang_agent(q: web::Query<FaultQuery>, sh: web::Data<SelfHeal>) -> HttpResponse {
+    let Some(name) = q.name.as_deref() else {
+        return bad_request("name is required (e.g. ?name=monitor)".to_owned());
+    };
+    let ms: u64 = match parse(&q.ms, "ms", 0) {
+        Ok(v) if (1..=600_000).contains(&v) => v,
+        Ok(_) => return bad_request("ms is required: from 1 to 600000".to_owned()),
+        Err(e) => return bad_request(e),
+    };
+    injected(
+        sh.inject_agent_hang(name, ms).await,
+        name,
+        json!({"hang_ms": ms}),
+    )
+}
+
 #[actix_web::main]
 async fn main() -> ExitCode {
-    let settings = Settings::from_env();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let settings = match settings {
+    // .env and the environment, the logger; a configuration error lists every problem.
+    let settings = match selfheal::system::init_or_exit_code() {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("demo_backend: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return ExitCode::from(code),
     };
     let faults = std::env::var("SELFHEAL_DEMO_FAULTS").is_ok_and(|v| v == "1");
     let addr = (settings.server.host.clone(), settings.server.port);
@@ -383,11 +419,17 @@ async fn main() -> ExitCode {
             .app_data(web::Data::new(app_sh.clone()))
             .configure(|cfg| triggers.configure(cfg));
         if faults {
-            app = app.service(
-                web::resource("/demo/panic-agent")
-                    .route(web::post().to(panic_agent))
-                    .route(web::get().to(panic_agent)),
-            );
+            app = app
+                .service(
+                    web::resource("/demo/panic-agent")
+                        .route(web::post().to(panic_agent))
+                        .route(web::get().to(panic_agent)),
+                )
+                .service(
+                    web::resource("/demo/hang-agent")
+                        .route(web::post().to(hang_agent))
+                        .route(web::get().to(hang_agent)),
+                );
         }
         // The system routes last: actix matches in registration order, and the app's own
         // routes are the ones hit on every request.

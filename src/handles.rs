@@ -1,5 +1,5 @@
 //! `SelfHeal`: the typed handles to a running system, held by handlers in `web::Data` and by
-//! the host app. Starting and stopping the system is in [`crate::system`].
+//! the host app. Starting and stopping the system is in the `system` module.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};

@@ -57,7 +57,7 @@ impl RedisHandle {
             pool,
             prefix: prefix.to_owned(),
             timeout,
-            address: crate::agents::external::redact_url(url),
+            address: crate::text::redact_url(url),
         })
     }
 

@@ -340,11 +340,15 @@ impl SelfHeal {
             .await;
         let wait = Duration::from_millis(self.settings.database.timeout_ms.saturating_mul(2));
         if !self.store.flush(wait).await {
-            let queued = self.store.status().writer.map_or(0, |w| w.queued);
+            let writer = self.store.status().writer;
+            let queued = writer.as_ref().map_or(0, |w| w.queued);
+            let why = writer
+                .and_then(|w| w.last_error)
+                .unwrap_or_else(|| "Postgres did not answer in time".to_owned());
             match self.store.spill().await {
                 Ok(n) if n > 0 => log::warn!(
-                    "database: unreachable at shutdown; {n} queued record(s) saved to {} and \
-                     written at the next start",
+                    "database: not writable at shutdown ({why}); {n} queued record(s) saved to \
+                     {} and written at the next start",
                     self.settings.database.spill_file
                 ),
                 Ok(_) => log::error!(

@@ -20,6 +20,24 @@ pub fn redact(text: &str, secrets: &[&str]) -> String {
     out
 }
 
+/// `url` without what may be a secret: user and password, query and fragment
+/// (`https://user:pw@host/p?token=x` → `https://host/p`). This is what alerts, health and logs
+/// show of a check.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if scheme.is_empty() {
+        format!("{host}{path}")
+    } else {
+        format!("{scheme}://{host}{path}")
+    }
+}
+
 /// Longest log line kept, in characters; longer ones are cut with `…`.
 pub const LOG_LINE_MAX: usize = 4_096;
 
@@ -58,6 +76,16 @@ pub fn has_forbidden_control(s: &str, allow_newlines: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_lose_credentials_query_and_fragment() {
+        assert_eq!(
+            redact_url("https://u:p@api.example.com/v1/x?token=s#f"),
+            "https://api.example.com/v1/x"
+        );
+        assert_eq!(redact_url("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(redact_url("http://h:1/p/q"), "http://h:1/p/q");
+    }
 
     #[test]
     fn secrets_are_redacted_and_clipping_keeps_char_boundaries() {

@@ -20,6 +20,7 @@ use futures_util::future::join_all;
 
 use crate::config::ExternalCheck;
 use crate::outbound::{Breakers, HttpClient};
+use crate::text::redact_url;
 
 /// The timeout used when `API_TIMEOUT_MS` is 0.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(10_000);
@@ -110,38 +111,5 @@ impl ExternalProbe {
             error,
             skipped: false,
         }
-    }
-}
-
-/// `url` without what may be a secret: user and password, query and fragment
-/// (`https://user:pw@host/p?token=x` → `https://host/p`). This is what alerts, health and logs
-/// show of a check.
-pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let rest = rest.split(['?', '#']).next().unwrap_or("");
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if scheme.is_empty() {
-        format!("{host}{path}")
-    } else {
-        format!("{scheme}://{host}{path}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_lose_credentials_query_and_fragment() {
-        assert_eq!(
-            redact_url("https://u:p@api.example.com/v1/x?token=s#f"),
-            "https://api.example.com/v1/x"
-        );
-        assert_eq!(redact_url("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
-        assert_eq!(redact_url("http://h:1/p/q"), "http://h:1/p/q");
     }
 }

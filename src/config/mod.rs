@@ -15,7 +15,7 @@
 //!
 //! The standard entry points (`Settings::from_env`, `Settings::from_lookup`,
 //! `Settings::knobs`) read selfheal's own sections plus those of the agents in
-//! `agents::registry()`; they are defined in [`crate::system`], which knows the registry.
+//! `agents::registry()`; they are defined in the `system` module, which knows the registry.
 
 pub mod alerting;
 pub mod data;

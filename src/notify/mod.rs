@@ -179,7 +179,7 @@ impl Notifiers {
         if slack || pagerduty || email {
             // awc's rustls connector needs a process-wide crypto provider (it panics without
             // one); an `Err` means one is installed already.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             let arbiter = Arbiter::new().handle();
             let policy = retry_policy(settings);
             if slack {

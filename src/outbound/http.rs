@@ -37,7 +37,7 @@ impl HttpClient {
     pub fn new(timeout: Duration, follow_redirects: bool) -> Self {
         // awc's rustls connector panics when no process-wide crypto provider is installed.
         // Installing is idempotent: the error only says one is installed already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         // The connector's own limits (5 s each by default) would cut a longer timeout short,
         // and a shorter one is enforced by the request timeout anyway: align them.
         let connector = awc::Connector::new()

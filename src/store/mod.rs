@@ -35,17 +35,21 @@ use crate::config::Settings;
 use crate::supervision::{Core, Reporter, StatusCell};
 use writer::{Drain, Enqueue, SharedStatus, StoreWriter};
 
-/// Why a store operation failed.
+/// Why a store operation failed. Each message names what failed and why, once.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Postgres could not be reached (or did not answer in time): retry later.
-    #[error("database unavailable: {0}")]
+    #[error("{0}")]
     Unavailable(String),
+    /// Postgres answers, but the configuration is wrong (the database does not exist, the
+    /// login is refused): not an outage; the message says how to fix it.
+    #[error("{0}")]
+    Misconfigured(String),
     /// Postgres refused the statement.
-    #[error("database refused the query: {0}")]
+    #[error("Postgres refused the query: {0}")]
     Query(String),
     /// The pool could not be built from the configuration.
-    #[error("database configuration: {0}")]
+    #[error("DATABASE_URL: {0}")]
     Config(String),
 }
 
@@ -376,7 +380,10 @@ impl Store {
             };
         };
         // Known down: answer at once rather than wait for a timeout on every read.
-        if writer::read_state(&p.status) != WriterState::Down {
+        if !matches!(
+            writer::read_state(&p.status),
+            WriterState::Down | WriterState::Misconfigured
+        ) {
             match self.on_db(from_pg).await {
                 Ok(data) => {
                     return Read {

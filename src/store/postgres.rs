@@ -30,6 +30,8 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
     url: String,
+    /// `host:port/database` of the URL, for messages (never the password).
+    target: String,
     timeout: Duration,
     migrated: AtomicBool,
     /// Held while migrations run: one run at a time per store.
@@ -55,6 +57,55 @@ fn is_outage(e: &DieselError) -> bool {
         DieselError::BrokenTransactionManager => true,
         _ => false,
     }
+}
+
+/// `host:port/database` of a Postgres URL (no user, no password, no query).
+pub fn target_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    rest.rsplit_once('@').map_or(rest, |(_, h)| h).to_owned()
+}
+
+/// A connection failure in words: where, and the cause (without the pool's own wording). A
+/// database that does not exist, or a refused login, is a configuration problem with a hint,
+/// not an outage.
+pub fn connect_error(url: &str, cause: impl std::fmt::Display) -> StoreError {
+    let cause = cause.to_string();
+    let cause = cause
+        .strip_prefix("Error occurred while creating a new object: ")
+        .unwrap_or(&cause)
+        .trim()
+        .to_owned();
+    let target = target_of(url);
+    if let Some(db) = cause
+        .strip_prefix("database \"")
+        .and_then(|r| r.split_once("\" does not exist"))
+        .map(|(db, _)| db.to_owned())
+    {
+        let (hostport, _) = target.split_once('/').unwrap_or((&target, ""));
+        let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "5432"));
+        let user = url
+            .split_once("://")
+            .and_then(|(_, r)| r.rsplit_once('@'))
+            .map(|(cred, _)| cred.split(':').next().unwrap_or("postgres").to_owned())
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "postgres".to_owned());
+        return StoreError::Misconfigured(format!(
+            "Postgres at {hostport} answers, but the database {db:?} does not exist: create it \
+             with `createdb -h {host} -p {port} -U {user} {db}` (or point DATABASE_URL at one \
+             that exists); selfheal keeps checking and starts writing once it is there"
+        ));
+    }
+    if cause.contains("password authentication failed")
+        || (cause.contains("role \"") && cause.contains("does not exist"))
+        || cause.contains("no pg_hba.conf entry")
+    {
+        return StoreError::Misconfigured(format!(
+            "Postgres at {target} refuses the login: {cause}; check the user and password in \
+             DATABASE_URL"
+        ));
+    }
+    StoreError::Unavailable(format!("Postgres at {target} does not answer: {cause}"))
 }
 
 fn diesel_err(e: DieselError) -> StoreError {
@@ -97,14 +148,14 @@ pub async fn run_migrations(url: &str) -> Result<usize, StoreError> {
     actix_web::rt::task::spawn_blocking(move || {
         let mut conn =
             <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                .map_err(|e| connect_error(&url, e))?;
         // One migrating instance at a time, across processes: the lock is held by this
         // connection and released when it closes.
         diesel::connection::SimpleConnection::batch_execute(
             &mut conn,
             &format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"),
         )
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        .map_err(|e| connect_error(&url, e))?;
         let ran = conn
             .run_pending_migrations(MIGRATIONS)
             .map_err(|e| StoreError::Query(format!("migration failed: {e}")))?;
@@ -139,6 +190,7 @@ impl PgStore {
         Ok(PgStore {
             pool: pool_with(plain_manager(url), max_size, timeout)?,
             url: url.to_owned(),
+            target: target_of(url),
             timeout,
             migrated: AtomicBool::new(false),
             migrating: tokio::sync::Mutex::new(()),
@@ -163,9 +215,13 @@ impl PgStore {
             return Ok(());
         }
         // Any failure here (even a schema conflict) is retried, never a reason to drop rows.
-        let ran = run_migrations(&self.url)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let ran = run_migrations(&self.url).await.map_err(|e| match e {
+            StoreError::Query(m) => StoreError::Unavailable(format!(
+                "Postgres at {}: the schema could not be set up: {m}",
+                self.target
+            )),
+            other => other,
+        })?;
         if ran > 0 {
             log::info!("database: applied {ran} migration(s)");
         }
@@ -177,7 +233,7 @@ impl PgStore {
         self.pool
             .get()
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+            .map_err(|e| connect_error(&self.url, e))
     }
 
     /// Run `f` on a pooled connection within the store's timeout.
@@ -193,7 +249,8 @@ impl PgStore {
         match actix_web::rt::time::timeout(self.timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer within {} ms",
+                "Postgres at {} does not answer within {} ms",
+                self.target,
                 self.timeout.as_millis()
             ))),
         }
@@ -214,7 +271,8 @@ impl PgStore {
             .await
             .unwrap_or_else(|_| {
                 Err(StoreError::Unavailable(format!(
-                    "SELECT 1 took longer than {} ms",
+                    "Postgres at {}: SELECT 1 took longer than {} ms",
+                    self.target,
                     self.timeout.as_millis()
                 )))
             })

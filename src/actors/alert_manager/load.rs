@@ -15,8 +15,10 @@ use crate::domain::alert::{types, Alert, AlertId, AlertState, ChannelKind, Notif
 use crate::store::{AlertRow, MaintenanceRow, Read, Record, SilenceRow};
 use crate::supervision as sv;
 
-/// Retry of the start-up load while Postgres is unreachable.
+/// First retry of the start-up load while Postgres is unreachable; it doubles up to
+/// [`LOAD_RETRY_MAX`].
 const LOAD_RETRY: Duration = Duration::from_secs(1);
+const LOAD_RETRY_MAX: Duration = Duration::from_secs(30);
 /// How long notifications wait for the start-up load (so a restart neither re-pages an alert
 /// already open nor ignores a silence). Past this, an unreachable Postgres must not keep
 /// alerts about it from being sent. (With the default Monitor interval and pending ticks, no
@@ -77,11 +79,22 @@ impl AlertManager {
         sv::guard_fut(self, ctx, read, |act, ctx, loaded: Loaded| {
             let (alerts, silences, windows, finished) = loaded;
             if alerts.partial || silences.partial || windows.partial {
-                log::warn!(
+                let retry = LOAD_RETRY
+                    .saturating_mul(1 << act.load_failures.min(5))
+                    .min(LOAD_RETRY_MAX);
+                act.load_failures += 1;
+                let text = format!(
                     "alerts: the database cannot be read; open alerts, silences and maintenance \
-                     windows will be loaded when it answers (retry in {LOAD_RETRY:?})"
+                     windows are loaded once it answers (next try in {} s)",
+                    retry.as_secs()
                 );
-                ctx.run_later(LOAD_RETRY, |act, ctx| {
+                // Said once; the tries that follow are quiet.
+                if act.load_failures == 1 {
+                    log::warn!("{text}");
+                } else {
+                    log::debug!("{text}");
+                }
+                ctx.run_later(retry, |act, ctx| {
                     sv::guard(act, ctx, |a, c| a.load(c));
                 });
                 return;
@@ -236,6 +249,7 @@ impl AlertManager {
             }
         }
         self.loaded = true;
+        self.load_failures = 0;
         log::info!(
             "alerts: {restored} open alert(s), {} silence(s), {} maintenance window(s) loaded",
             self.silences.len(),

@@ -102,6 +102,8 @@ pub struct AlertManager {
     silences: Vec<Silence>,
     windows: Vec<Window>,
     loaded: bool,
+    /// Failed tries of the start-up load in a row (its retry backs off).
+    load_failures: u32,
     started: std::time::Instant,
     /// Alerts a channel refused a notice of, and when to try again.
     trigger_retry: HashMap<String, DateTime<Utc>>,
@@ -137,6 +139,7 @@ impl AlertManager {
             silences: Vec::new(),
             windows: Vec::new(),
             loaded: false,
+            load_failures: 0,
             started: std::time::Instant::now(),
             trigger_retry: HashMap::new(),
             repeat_owed: HashMap::new(),

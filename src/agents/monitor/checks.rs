@@ -104,17 +104,19 @@ fn database_check(probe: Option<&DbProbe>, t: &Thresholds) -> Check {
         .iter()
         .max_by(|a, b| a.usage_percent.total_cmp(&b.usage_percent));
     let details = json!({"pools": p.pools, "writer": p.writer, "error": p.error});
-    let writer_down = p
-        .writer
-        .as_ref()
-        .is_some_and(|w| w.state == crate::store::WriterState::Down);
+    let writer_down = p.writer.as_ref().is_some_and(|w| {
+        matches!(
+            w.state,
+            crate::store::WriterState::Down | crate::store::WriterState::Misconfigured
+        )
+    });
     let queued = p.writer.as_ref().map_or(0, |w| w.queued);
     let (status, message) = match p.query_ms {
         None => (
             CheckStatus::Down,
             format!(
-                "SELECT 1 failed: {}; {queued} write(s) queued",
-                p.error.as_deref().unwrap_or("no answer")
+                "{}; {queued} write(s) queued",
+                p.error.as_deref().unwrap_or("SELECT 1 got no answer")
             ),
         ),
         Some(ms) => {
@@ -412,6 +414,7 @@ pub(crate) mod tests {
             database: Some(DbProbe {
                 query_ms,
                 error: query_ms.is_none().then(|| "connection refused".to_owned()),
+                misconfigured: false,
                 pools,
                 writer: None,
             }),

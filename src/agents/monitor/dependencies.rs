@@ -16,6 +16,9 @@ pub struct DbProbe {
     /// The timed `SELECT 1`, when it answered.
     pub query_ms: Option<f64>,
     pub error: Option<String>,
+    /// Postgres answers but the configuration is wrong (no such database, login refused):
+    /// shown in health with how to fix it, not alerted as an outage.
+    pub misconfigured: bool,
     pub pools: Vec<PoolStatus>,
     pub writer: Option<WriterStatus>,
 }
@@ -39,13 +42,18 @@ pub struct Dependencies {
 /// Probe Postgres and Redis (each bounded by its timeout), concurrently.
 pub async fn probe_dependencies(cx: &AgentContext) -> Dependencies {
     let database = async {
-        let (query_ms, error) = match cx.store.ping().await? {
-            Ok(d) => (Some(d.as_secs_f64() * 1000.0), None),
-            Err(e) => (None, Some(e.to_string())),
+        let (query_ms, error, misconfigured) = match cx.store.ping().await? {
+            Ok(d) => (Some(d.as_secs_f64() * 1000.0), None, false),
+            Err(e) => (
+                None,
+                Some(e.to_string()),
+                matches!(e, crate::store::StoreError::Misconfigured(_)),
+            ),
         };
         Some(DbProbe {
             query_ms,
             error,
+            misconfigured,
             pools: cx.pools.statuses(),
             writer: cx.store.status().writer,
         })

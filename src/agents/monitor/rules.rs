@@ -246,17 +246,23 @@ fn database_rules(r: &mut Readings, deps: &Dependencies, s: &Settings) {
     let h = s.alerting.hysteresis_percent;
     r.scopes.push("database");
     let down = db.query_ms.is_none();
+    // A wrong configuration (no such database) is not an outage: health says how to fix it,
+    // nobody is paged; a firing alert neither repeats nor clears meanwhile.
+    let level = if db.misconfigured {
+        Level::Hold
+    } else {
+        Level::failed(down)
+    };
     r.push(
         "database",
-        Level::failed(down),
+        level,
         AlertSignal::new(
             types::DB_CONNECTION_ERROR,
             "database",
             Severity::Critical,
-            format!(
-                "the database does not answer: {}",
-                db.error.as_deref().unwrap_or("no answer")
-            ),
+            db.error
+                .clone()
+                .unwrap_or_else(|| "the database does not answer".to_owned()),
         )
         .with_metadata(json!({ "error": db.error })),
     );

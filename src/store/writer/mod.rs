@@ -60,7 +60,10 @@ pub enum WriterState {
     /// Nothing attempted yet.
     Unknown,
     Up,
+    /// Unreachable, or refusing writes: an outage, retried with backoff.
     Down,
+    /// Answering, but the configuration is wrong (no such database, login refused).
+    Misconfigured,
 }
 
 /// The writer's figures, shared with readers (no message needed to read them).
@@ -326,7 +329,7 @@ impl StoreWriter {
             Ok(o) => o,
             Err(e) => {
                 self.requeue(batch);
-                self.went_down(e.to_string());
+                self.went_down(e);
                 return;
             }
         };
@@ -337,7 +340,9 @@ impl StoreWriter {
                 .first()
                 .map_or_else(String::new, |(_, why)| why.clone());
             self.requeue(batch);
-            self.went_down(format!("Postgres refuses writes: {why}"));
+            self.went_down(StoreError::Unavailable(format!(
+                "Postgres refuses writes: {why}"
+            )));
             return;
         }
         let now = Instant::now();
@@ -368,7 +373,7 @@ impl StoreWriter {
             }
         }
         self.settled += settled;
-        let was_down = self.state() == WriterState::Down;
+        let was_down = matches!(self.state(), WriterState::Down | WriterState::Misconfigured);
         self.backoff = self.every;
         self.next_attempt = now;
         self.update(|s| {
@@ -393,24 +398,49 @@ impl StoreWriter {
         self.journal.close_if_drained(left);
     }
 
-    fn went_down(&mut self, message: String) {
-        let was_down = self.state() == WriterState::Down;
+    /// Postgres could not take the writes: an outage (journal the queue, retry with backoff),
+    /// or a configuration problem (say how to fix it, once; keep checking, slowly).
+    fn went_down(&mut self, error: StoreError) {
+        let misconfigured = matches!(error, StoreError::Misconfigured(_));
+        let state = if misconfigured {
+            WriterState::Misconfigured
+        } else {
+            WriterState::Down
+        };
+        let was = self.state();
+        if misconfigured {
+            // Nothing to wait out: someone must act. Check at the slowest pace meanwhile.
+            self.backoff = MAX_BACKOFF;
+        }
         self.next_attempt = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-        if !was_down {
-            log::warn!(
-                "database: writes failing ({message}); {} record(s) queued, retrying with backoff",
-                self.queue.len()
-            );
+        if was != state {
+            if misconfigured {
+                log::error!(
+                    "database: {error}; {} record(s) wait in memory meanwhile (DB_WRITE_QUEUE_MAX)",
+                    self.queue.len()
+                );
+            } else {
+                log::warn!(
+                    "database: writes failing ({error}); {} record(s) queued, retrying with backoff (next try in {} ms)",
+                    self.queue.len(),
+                    self.next_attempt.saturating_duration_since(Instant::now()).as_millis()
+                );
+            }
         }
+        let message = error.to_string();
         self.update(|s| {
-            s.state = WriterState::Down;
+            s.state = state;
             s.failures += 1;
             s.last_error = Some(message);
             s.down_since.get_or_insert_with(Utc::now);
         });
-        let (pending, journal) = self.pending_and_journal();
-        journal.open(pending.into_iter());
+        // An outage is journaled (a crash during it loses nothing); a wrong configuration is
+        // not an outage, and what waits is written to the journal at shutdown.
+        if !misconfigured {
+            let (pending, journal) = self.pending_and_journal();
+            journal.open(pending.into_iter());
+        }
     }
 
     /// Queue what an earlier run could not write. The file stays, as the journal of these
@@ -515,8 +545,7 @@ impl Core for StoreWriter {
             async move { pg.ensure_migrated().await },
             |act, _, result| match result {
                 Err(e) => {
-                    log::warn!("database: {e}; writes are queued until it answers");
-                    act.went_down(e.to_string());
+                    act.went_down(e);
                     // The first attempt comes at once, not after the backoff.
                     act.next_attempt = Instant::now();
                 }
