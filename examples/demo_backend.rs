@@ -314,6 +314,21 @@ impl Triggers {
     }
 }
 
+/// Mount the fault routes (`/demo/panic-agent`, `/demo/hang-agent`); they need the
+/// `SelfHeal` handle as app data.
+pub fn configure_faults(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/demo/panic-agent")
+            .route(web::post().to(panic_agent))
+            .route(web::get().to(panic_agent)),
+    )
+    .service(
+        web::resource("/demo/hang-agent")
+            .route(web::post().to(hang_agent))
+            .route(web::get().to(hang_agent)),
+    );
+}
+
 #[derive(Deserialize)]
 struct FaultQuery {
     name: Option<String>,
@@ -419,17 +434,7 @@ async fn main() -> ExitCode {
             .app_data(web::Data::new(app_sh.clone()))
             .configure(|cfg| triggers.configure(cfg));
         if faults {
-            app = app
-                .service(
-                    web::resource("/demo/panic-agent")
-                        .route(web::post().to(panic_agent))
-                        .route(web::get().to(panic_agent)),
-                )
-                .service(
-                    web::resource("/demo/hang-agent")
-                        .route(web::post().to(hang_agent))
-                        .route(web::get().to(hang_agent)),
-                );
+            app = app.configure(configure_faults);
         }
         // The system routes last: actix matches in registration order, and the app's own
         // routes are the ones hit on every request.

@@ -19,6 +19,7 @@ use crate::actors::supervisor::{AgentHandles, SystemSupervisor};
 use crate::config::Settings;
 use crate::db::{PgPool, PoolRegistry, QueryLogger};
 use crate::domain::agent::AgentStatus;
+use crate::domain::health::LatestHealth;
 use crate::middleware::request_tracer::{InFlightRegistry, RequestTracer};
 use crate::notify::Notifiers;
 use crate::outbound::{Breakers, CircuitBreaker};
@@ -95,6 +96,8 @@ pub struct SelfHeal {
     pub supervisor: Addr<SystemSupervisor>,
     /// Every supervised actor (agents and core actors): status, restart, fault injection.
     pub actors: ActorRegistry,
+    /// The Monitor's latest verdict.
+    pub health: LatestHealth,
     /// The running agents' typed handles.
     pub(crate) agents: AgentHandles,
     pub in_flight: InFlightRegistry,

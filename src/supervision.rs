@@ -353,6 +353,8 @@ pub struct Entry {
     pub kind: ActorKind,
     pub status: StatusCell,
     pub control: Option<Control>,
+    /// The bus channels it takes events from (agents).
+    pub subscriptions: &'static [Channel],
 }
 
 /// Every supervised actor, agents first in start order, then the core actors. Shared by the
@@ -389,6 +391,7 @@ impl ActorRegistry {
                 inject: addr.clone().recipient(),
                 hang: None,
             }),
+            subscriptions: &[],
         });
     }
 

@@ -28,6 +28,7 @@ use crate::actors::supervisor::{self, AgentHandles, Registry, StopAll, SystemSup
 use crate::config::{ConfigError, Knob, Settings};
 use crate::db::{PoolRegistry, QueryLogger, QueryLoggerOptions};
 use crate::domain::event::{Event, Payload};
+use crate::domain::health::LatestHealth;
 use crate::handles::{AuthCounters, SelfHeal};
 use crate::middleware::request_tracer::InFlightRegistry;
 use crate::notify::Notifiers;
@@ -121,6 +122,7 @@ impl SelfHeal {
         let instance_id = Uuid::new_v4();
         let reporter = Reporter::default();
         let actors = ActorRegistry::default();
+        let health = LatestHealth::default();
         let policy = settings.supervisor.clone();
         let breakers = Breakers::new(
             settings.outbound.breaker_failures,
@@ -229,6 +231,7 @@ impl SelfHeal {
             pools: pools.clone(),
             breakers: breakers.clone(),
             actors: actors.clone(),
+            health: health.clone(),
             instance_id,
         };
         let handles = AgentHandles::default();
@@ -286,6 +289,7 @@ impl SelfHeal {
             alerts,
             supervisor,
             actors,
+            health,
             agents: handles,
             in_flight: InFlightRegistry::default(),
             store,

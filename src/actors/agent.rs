@@ -20,6 +20,7 @@ use crate::supervision::ActorRegistry;
 
 use crate::db::PoolRegistry;
 use crate::domain::event::{Channel, Event, Payload};
+use crate::domain::health::LatestHealth;
 use crate::outbound::Breakers;
 use crate::redis::RedisHandle;
 use crate::store::Store;
@@ -55,6 +56,8 @@ pub struct AgentContext {
     pub breakers: Breakers,
     /// Every supervised actor's status.
     pub actors: ActorRegistry,
+    /// The latest health verdict (the Monitor writes it).
+    pub health: LatestHealth,
     /// This process, among instances sharing a database or Redis.
     pub instance_id: Uuid,
 }

@@ -127,6 +127,7 @@ fn start_agent<A: Agent>(sc: &StartContext<'_>) -> Option<Running> {
             kind: ActorKind::Agent,
             status,
             control: None,
+            subscriptions: A::subscriptions(),
         });
         return None;
     }
@@ -171,6 +172,7 @@ fn start_agent<A: Agent>(sc: &StartContext<'_>) -> Option<Running> {
             inject: addr.clone().recipient(),
             hang: Some(addr.clone().recipient()),
         }),
+        subscriptions: A::subscriptions(),
     });
     sc.handles.insert::<A>(addr.clone());
     Some(Running {

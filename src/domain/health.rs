@@ -1,5 +1,7 @@
 //! Health verdicts: per-component checks and the overall verdict the Monitor computes.
 
+use std::sync::{Arc, RwLock};
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -167,5 +169,28 @@ mod tests {
             ("c".into(), check(CheckStatus::Degraded)),
         ]);
         assert_eq!(r.overall, Overall::Critical);
+    }
+}
+
+/// The latest report, written by the Monitor and read by the health routes. It lives outside
+/// every actor, so that no actor's failure (the metrics store's, say) hides the verdict.
+#[derive(Debug, Clone)]
+pub struct LatestHealth(Arc<RwLock<HealthReport>>);
+
+impl Default for LatestHealth {
+    fn default() -> Self {
+        LatestHealth(Arc::new(RwLock::new(HealthReport::unknown())))
+    }
+}
+
+impl LatestHealth {
+    /// Replace the latest report.
+    pub fn set(&self, report: HealthReport) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = report;
+    }
+
+    /// The latest report (`unknown` before the Monitor's first round).
+    pub fn get(&self) -> HealthReport {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

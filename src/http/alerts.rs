@@ -100,7 +100,10 @@ pub async fn list_alerts(sh: Sh, q: web::Query<AlertsQuery>) -> Result<HttpRespo
         sh.alerts.send(GetAlertStats),
     )
     .await;
-    let (fresh, stats) = (fresh?, stats?);
+    // The AlertManager restarting (or failed): the stored alerts still answer, flagged partial
+    // (an AGENT_FAILED about the manager itself is among them).
+    let manager_answers = fresh.is_ok() && stats.is_ok();
+    let (fresh, stats) = (fresh.unwrap_or_default(), stats.ok());
     // The store lags the manager by up to one write-behind flush: prefer the manager's copy,
     // and drop a row whose fresh state no longer passes the filters.
     let mut total = read.data.total;
@@ -144,7 +147,7 @@ pub async fn list_alerts(sh: Sh, q: web::Query<AlertsQuery>) -> Result<HttpRespo
         "limit": limit,
         "offset": offset,
         "stats": stats,
-        "partial": read.partial,
+        "partial": read.partial || !manager_answers,
         "source": read.source,
     })))
 }
@@ -152,7 +155,8 @@ pub async fn list_alerts(sh: Sh, q: web::Query<AlertsQuery>) -> Result<HttpRespo
 /// `GET /api/v1/system/alerts/{id}`: the alert and every notification attempt for it.
 pub async fn get_alert(sh: Sh, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "alert")?;
-    let fresh = sh.alerts.send(GetAlert(AlertId(id))).await?;
+    // Fresher than the store when the AlertManager answers; the store alone otherwise.
+    let fresh = sh.alerts.send(GetAlert(AlertId(id))).await.ok().flatten();
     let (stored, notifications) =
         futures_util::future::join(sh.store.alert(id), sh.store.notifications(id)).await;
     let alert = fresh

@@ -6,9 +6,9 @@ use actix_web::{HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde_json::json;
 
-use crate::actors::alert_manager::{GetAlertStats, GetRecentAlerts};
-use crate::actors::event_bus::{GetBusStats, GetHistory};
-use crate::actors::metrics_store::{GetHealth, GetRouteStats, GetStoreStats, QueryMetrics};
+use crate::actors::alert_manager::{self, GetAlertStats, GetRecentAlerts};
+use crate::actors::event_bus::{self, GetBusStats, GetHistory};
+use crate::actors::metrics_store::{self, GetRouteStats, GetStoreStats, QueryMetrics};
 use crate::domain::agent::{AgentState, AgentStatus};
 use crate::domain::health::{HealthReport, Overall};
 use crate::domain::metric::{SeriesStats, Window, API_RESPONSE_TIME};
@@ -49,7 +49,10 @@ fn system_overall(sh: &SelfHeal, report: &HealthReport, actors: &[AgentStatus]) 
     } else {
         report.overall
     };
-    if actors.iter().any(|a| a.state == AgentState::Failed) && overall < Overall::Degraded {
+    // A failed actor is known damage: not `healthy`, and not `unknown` either.
+    if actors.iter().any(|a| a.state == AgentState::Failed)
+        && matches!(overall, Overall::Healthy | Overall::Unknown)
+    {
         overall = Overall::Degraded;
     }
     (overall, stale)
@@ -79,12 +82,9 @@ pub(crate) fn actor_map(actors: &[AgentStatus]) -> serde_json::Map<String, serde
         .collect()
 }
 
-/// The latest report; `unknown` while the metrics store restarts (it answers nothing then).
+/// The Monitor's latest report.
 async fn report(sh: &SelfHeal) -> HealthReport {
-    sh.metrics
-        .send(GetHealth)
-        .await
-        .unwrap_or_else(|_| HealthReport::unknown())
+    sh.health.get()
 }
 
 /// `GET /api/v1/system/health`.
@@ -110,16 +110,52 @@ pub async fn health(sh: Sh) -> Result<HttpResponse, ApiError> {
     })))
 }
 
-/// `GET /api/v1/system/health/detailed`.
+/// What a core actor answered, or `null` with its name noted in `unavailable` (it is
+/// restarting or failed): the health views show what they can rather than fail whole.
+fn part<T: serde::Serialize>(
+    name: &'static str,
+    answer: Result<T, actix::MailboxError>,
+    unavailable: &mut Vec<&'static str>,
+) -> serde_json::Value {
+    match answer {
+        Ok(v) => serde_json::to_value(v).unwrap_or_default(),
+        Err(_) => {
+            if !unavailable.contains(&name) {
+                unavailable.push(name);
+            }
+            serde_json::Value::Null
+        }
+    }
+}
+
+/// `GET /api/v1/system/health/detailed`. A part whose actor is down is `null`, and the actor
+/// is named in `unavailable`.
 pub async fn health_detailed(sh: Sh, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let report = report(&sh).await;
     let actors = sh.actors.statuses();
     let (overall, stale) = system_overall(&sh, &report, &actors);
-    let gauges = gauge_series(&sh, Window::M5).await?;
-    let routes = sh.metrics.send(GetRouteStats(Window::M5)).await?;
-    let store = sh.metrics.send(GetStoreStats).await?;
-    let bus = sh.bus.send(GetBusStats).await?;
-    let alerts = sh.alerts.send(GetAlertStats).await?;
+    let mut down = Vec::new();
+    let gauges = part(
+        metrics_store::NAME,
+        gauge_series(&sh, Window::M5).await,
+        &mut down,
+    );
+    let routes = part(
+        metrics_store::NAME,
+        sh.metrics.send(GetRouteStats(Window::M5)).await,
+        &mut down,
+    );
+    let store = part(
+        metrics_store::NAME,
+        sh.metrics.send(GetStoreStats).await,
+        &mut down,
+    );
+    let bus = part(event_bus::NAME, sh.bus.send(GetBusStats).await, &mut down);
+    let alerts = part(
+        alert_manager::NAME,
+        sh.alerts.send(GetAlertStats).await,
+        &mut down,
+    );
     let (traces, _) = sh.in_flight.snapshot(0, Some(req.resource_map()));
     let logs = crate::logging::ring().query(None, 0, None);
     let (memory_rows, memory_bytes) = sh.store.memory_size();
@@ -141,11 +177,15 @@ pub async fn health_detailed(sh: Sh, req: HttpRequest) -> Result<HttpResponse, A
         "auth": sh.auth.stats(),
         "supervision": { "reports_lost": sh.reporter.lost() },
         "logs": { "capturing": logs.capturing, "capacity": logs.capacity, "total": logs.total },
+        "unavailable": down,
     })))
 }
 
 /// Host and process gauges (every series but the request latencies) over `window`.
-async fn gauge_series(sh: &SelfHeal, window: Window) -> Result<Vec<SeriesStats>, ApiError> {
+async fn gauge_series(
+    sh: &SelfHeal,
+    window: Window,
+) -> Result<Vec<SeriesStats>, actix::MailboxError> {
     let view = sh
         .metrics
         .send(QueryMetrics {
@@ -161,33 +201,46 @@ async fn gauge_series(sh: &SelfHeal, window: Window) -> Result<Vec<SeriesStats>,
         .collect())
 }
 
-/// `GET /api/v1/system/dashboard`.
+/// `GET /api/v1/system/dashboard`. A part whose actor is down is `null`, and the actor is
+/// named in `unavailable`.
 pub async fn dashboard(sh: Sh, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let report = report(&sh).await;
     let actors = sh.actors.statuses();
     let (overall, stale) = system_overall(&sh, &report, &actors);
-    let gauges = gauge_series(&sh, Window::M5).await?;
-    let mut routes = sh.metrics.send(GetRouteStats(Window::M5)).await?;
-    routes.truncate(10);
-    let events = sh
-        .bus
-        .send(GetHistory {
-            channel: None,
-            limit: 20,
-        })
-        .await?;
+    let mut down = Vec::new();
+    let gauges = part(
+        metrics_store::NAME,
+        gauge_series(&sh, Window::M5).await,
+        &mut down,
+    );
+    let routes = sh
+        .metrics
+        .send(GetRouteStats(Window::M5))
+        .await
+        .map(|mut r| {
+            r.truncate(10);
+            r
+        });
+    let routes = part(metrics_store::NAME, routes, &mut down);
+    let history = GetHistory {
+        channel: None,
+        limit: 20,
+    };
+    let events = part(event_bus::NAME, sh.bus.send(history).await, &mut down);
     let (traces, _) = sh.in_flight.snapshot(0, Some(req.resource_map()));
-    let stats = sh.alerts.send(GetAlertStats).await?;
+    let stats = part(
+        alert_manager::NAME,
+        sh.alerts.send(GetAlertStats).await,
+        &mut down,
+    );
     // The ten open alerts that matter most: most severe first, then newest.
-    let mut active: Vec<_> = sh
-        .alerts
-        .send(GetRecentAlerts)
-        .await?
-        .into_iter()
-        .filter(|a| a.is_open())
-        .collect();
-    active.sort_by_key(|a| (a.severity.rank(), std::cmp::Reverse(a.last_seen)));
-    active.truncate(10);
+    let active = sh.alerts.send(GetRecentAlerts).await.map(|alerts| {
+        let mut active: Vec<_> = alerts.into_iter().filter(|a| a.is_open()).collect();
+        active.sort_by_key(|a| (a.severity.rank(), std::cmp::Reverse(a.last_seen)));
+        active.truncate(10);
+        active
+    });
+    let active = part(alert_manager::NAME, active, &mut down);
     Ok(ok(json!({
         "timestamp": Utc::now(),
         "system": system_block(&sh),
@@ -203,6 +256,7 @@ pub async fn dashboard(sh: Sh, req: HttpRequest) -> Result<HttpResponse, ApiErro
         "agents": actor_map(&actors),
         "alerts": { "active": active, "stats": stats },
         "recent_events": events,
+        "unavailable": down,
     })))
 }
 

@@ -89,6 +89,14 @@ impl Reply {
 /// Settings as `Settings::from_env` would read them from `TEST_DEFAULTS`, a fresh admin
 /// token, and `overrides` (which win).
 pub fn test_settings(overrides: &[(&str, &str)]) -> Settings {
+    test_settings_with(overrides, &selfheal::agents::registry().sections())
+}
+
+/// [`test_settings`] with the agents' sections of `sections`.
+pub fn test_settings_with(
+    overrides: &[(&str, &str)],
+    sections: &[selfheal::config::SectionSpec],
+) -> Settings {
     let token = format!("test-token-{}", uuid::Uuid::new_v4().simple());
     let mut env: HashMap<String, String> = TEST_DEFAULTS
         .iter()
@@ -109,7 +117,7 @@ pub fn test_settings(overrides: &[(&str, &str)]) -> Settings {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string())),
     );
-    match Settings::from_lookup(|key| env.get(key).cloned()) {
+    match Settings::from_lookup_with(sections, |key| env.get(key).cloned()) {
         Ok(settings) => settings,
         Err(e) => panic!("test settings are invalid: {e}"),
     }
@@ -133,10 +141,21 @@ pub async fn spawn_app(overrides: &[(&str, &str)]) -> TestApp {
 /// routes: `GET /users/{id}`, `GET /sleep/{ms}` (answers after `ms` milliseconds) and
 /// `GET /distinct/0` … `/distinct/5`.
 pub async fn spawn_host_app(overrides: &[(&str, &str)]) -> TestApp {
-    let settings = test_settings(overrides);
+    spawn_host_app_with(overrides, selfheal::agents::registry).await
+}
+
+/// [`spawn_host_app`] with the agents of `registry` (the settings are read with their
+/// sections too).
+pub async fn spawn_host_app_with(
+    overrides: &[(&str, &str)],
+    registry: fn() -> selfheal::actors::supervisor::Registry,
+) -> TestApp {
+    let settings = test_settings_with(overrides, &registry().sections());
     start_in_own_system(move || async move {
         let workers = settings.server.workers.max(1);
-        let selfheal = SelfHeal::start(settings).await.expect("selfheal starts");
+        let selfheal = SelfHeal::start_with(settings, registry())
+            .await
+            .expect("selfheal starts");
         let sh = selfheal.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -357,8 +376,9 @@ pub fn encode(value: &str) -> String {
 }
 
 /// The demo backend's routes (its triggers — `/demo/slow`, `/demo/error`, `/demo/alloc`,
-/// `/demo/dependency` — and its database routes `/demo/orders`, `/demo/n-plus-one`, the very
-/// code of `examples/demo_backend.rs`) on a host app embedding selfheal, with the demo's pool
+/// `/demo/dependency` —, its database routes `/demo/orders`, `/demo/n-plus-one`, and its fault
+/// routes `/demo/panic-agent`, `/demo/hang-agent`, as `SELFHEAL_DEMO_FAULTS=1` mounts them: the
+/// very code of `examples/demo_backend.rs`) on a host app embedding selfheal, with the demo's pool
 /// built through the query logger and watched by the Monitor. With `database_url`, the table
 /// is created and seeded (200 000 rows) before the app answers; without, the routes answer 503.
 pub async fn spawn_demo_app(overrides: &[(&str, &str)], database_url: Option<&str>) -> TestApp {
@@ -397,6 +417,8 @@ pub async fn spawn_demo_app(overrides: &[(&str, &str)], database_url: Option<&st
                 .app_data(db.clone())
                 .configure(demo_orders::configure)
                 .configure(|cfg| triggers.configure(cfg))
+                .app_data(web::Data::new(sh.clone()))
+                .configure(crate::demo_backend::configure_faults)
                 .configure(sh.routes())
         })
         .workers(workers)
@@ -412,4 +434,21 @@ pub async fn spawn_demo_app(overrides: &[(&str, &str)], database_url: Option<&st
 /// A fresh set of circuit breakers with the default policy (for components built by hand).
 pub fn breakers() -> selfheal::outbound::Breakers {
     selfheal::outbound::Breakers::new(5, Duration::from_secs(30))
+}
+
+/// Feed the process's log ring (WARN and ERROR lines, for `/logs`) without printing anything:
+/// the tests' own logger. Idempotent.
+pub fn capture_logs() {
+    struct Silent;
+    impl log::Log for Silent {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            false
+        }
+        fn log(&self, _: &log::Record<'_>) {}
+        fn flush(&self) {}
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        selfheal::logging::RingLogger::wrapping(Box::new(Silent), log::LevelFilter::Off).install();
+    });
 }

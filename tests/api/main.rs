@@ -11,20 +11,23 @@ mod alerts_rules;
 mod auth;
 mod compliance;
 mod config;
+mod core_actors;
 mod data;
 mod demo;
-// The demo's routes, the very code it serves: `Triggers` and the database routes (`orders`).
-// Its `main` and fault route are not used here.
+// The demo's routes, the very code it serves: `Triggers`, the database routes (`orders`) and
+// the fault routes. Its `main` is not used here.
 #[allow(dead_code)]
 #[path = "../../examples/demo_backend.rs"]
 mod demo_backend;
 mod errors;
 mod events;
+mod evidence;
 mod external;
 mod helpers;
 mod infra;
 mod metrics;
 mod notify;
+mod probe_agent;
 mod receivers;
 mod store;
 mod supervision;

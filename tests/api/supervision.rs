@@ -5,6 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
+use actix_web::http::Method;
 use futures_util::future::{join, join_all};
 use serde_json::Value;
 
@@ -192,4 +193,94 @@ async fn the_monitor_reports_every_check_with_database_and_redis_disabled_in_sta
             checks[name]
         );
     }
+}
+
+#[actix_web::test]
+async fn a_hung_monitor_tick_is_stalled_within_its_deadline_restarted_and_alerted() {
+    const TIMEOUT_MS: u64 = 500;
+    let redis = crate::infra::redis_url();
+    let timeout = TIMEOUT_MS.to_string();
+    let mut env = crate::alerts::QUIET_HOST.to_vec();
+    env.extend([
+        ("AGENT_JOB_TIMEOUT_MS", timeout.as_str()),
+        ("REDIS_URL", redis.as_str()),
+    ]);
+    let app = crate::helpers::spawn_demo_app(&env, None).await;
+    app.wait_for_first_tick("Monitor").await;
+
+    // The demo's fault route refuses what it cannot do.
+    for (path, status) in [
+        ("/demo/hang-agent?ms=100", 400),
+        ("/demo/hang-agent?name=monitor&ms=0", 400),
+        ("/demo/hang-agent?name=monitor&ms=x", 400),
+        ("/demo/hang-agent?name=nobody&ms=100", 404),
+    ] {
+        let reply = app.call(Method::POST, path, &[], Vec::new()).await;
+        assert_eq!(reply.status.as_u16(), status, "{path}: {}", reply.text);
+        assert_eq!(reply.body["success"], false, "{path}: {}", reply.text);
+    }
+    assert_eq!(app.agent("Monitor").await["stalls"], 0);
+
+    let reply = app
+        .call(
+            Method::POST,
+            "/demo/hang-agent?name=monitor&ms=10000",
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["injected"]["hang_ms"], 10_000, "{}", reply.text);
+    let injected = Instant::now();
+    let stalled = eventually(|| app.agent("Monitor"), |a| a["state"] == "stalled").await;
+    let took = injected.elapsed();
+    assert_eq!(stalled["state"], "stalled", "{stalled}");
+    // The next tick starts within an interval (100 ms); then the deadline, then at most 1 s.
+    let limit = Duration::from_millis(100 + TIMEOUT_MS + 1_000);
+    assert!(took <= limit, "stalled after {took:?} (limit {limit:?})");
+
+    let back = eventually(
+        || app.agent("Monitor"),
+        |a| a["state"] == "running" && restarts(a) >= 1,
+    )
+    .await;
+    assert_eq!(back["state"], "running", "{back}");
+    assert_eq!(back["stalls"], 1, "{back}");
+    assert_eq!(restarts(&back), 1, "{back}");
+    let ticks = back["ticks"].as_u64().unwrap_or(0);
+    let ticking = eventually(
+        || app.agent("Monitor"),
+        |a| a["ticks"].as_u64() > Some(ticks),
+    )
+    .await;
+    assert!(ticking["ticks"].as_u64() > Some(ticks), "{ticking}");
+
+    let events = eventually(|| app.events("agent-stalled"), |e| !e.is_empty()).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["data"]["type"], "AGENT_STALLED");
+    assert_eq!(events[0]["data"]["agent"], "Monitor");
+
+    // Alerted, and resolved once it finished a job within its deadline again.
+    let listed = app
+        .admin_get("/api/v1/system/alerts?type=AGENT_STALLED")
+        .await;
+    let alerts = listed.data()["alerts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(alerts.len(), 1, "{}", listed.text);
+    assert_eq!(alerts[0]["severity"], "high", "{}", listed.text);
+    let resolved = eventually(
+        || async {
+            app.admin_get("/api/v1/system/alerts?type=AGENT_STALLED&state=resolved")
+                .await
+                .body
+        },
+        |b| b["data"]["alerts"].as_array().is_some_and(|a| a.len() == 1),
+    )
+    .await;
+    assert_eq!(
+        resolved["data"]["alerts"][0]["state"], "resolved",
+        "{resolved}"
+    );
 }

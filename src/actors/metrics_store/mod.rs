@@ -1,10 +1,10 @@
 //! `MetricsStore`: the in-memory time series every component records into, the query
-//! statistics, the slow-request ring, and the latest health report.
+//! statistics and the slow-request ring.
 //!
 //! Messages in: [`IngestApi`] (batches from the request tracer's per-worker buffers, with
 //! their slow requests), `IngestQueries` (the query collector), [`RecordGauges`] (Monitor
-//! samples), [`RecordHealth`]; queries [`QueryMetrics`], [`GetRouteStats`],
-//! [`GetRecentRouteStats`], [`GetHealth`], [`GetStoreStats`], [`GetQueryReport`],
+//! samples); queries [`QueryMetrics`], [`GetRouteStats`],
+//! [`GetRecentRouteStats`], [`GetStoreStats`], [`GetQueryReport`],
 //! [`GetSlowRequests`]; [`PersistRollups`]. Events out: one `SLOW_REQUEST` per route and one
 //! `SLOW_QUERY` per fingerprint each second that saw slow ones (with the count and the
 //! slowest), never one per request.
@@ -35,7 +35,6 @@ use crate::config::SupervisorSettings;
 use crate::db::fingerprint::Fingerprint;
 use crate::db::query_logger::{IngestQueries, QuerySample};
 use crate::domain::event::{Event, Payload, SlowQuery};
-use crate::domain::health::HealthReport;
 use crate::domain::metric::{
     RouteStats, SeriesKey, SeriesStats, Unit, Window, API_RESPONSE_TIME, DB_QUERY_TIME,
     OTHER_METHOD, UNMATCHED_ROUTE,
@@ -89,16 +88,6 @@ pub struct Gauge {
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct RecordGauges(pub Vec<Gauge>);
-
-/// Replace the latest health report (Monitor).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct RecordHealth(pub HealthReport);
-
-/// The latest health report.
-#[derive(Message, Debug)]
-#[rtype(result = "HealthReport")]
-pub struct GetHealth;
 
 /// Series statistics, per-route statistics and the store's size, filtered, taken together so
 /// that one answer never mixes data from before and after an ingest.
@@ -217,14 +206,12 @@ struct SlowQueries {
     worst: QuerySample,
 }
 
-/// The actor owning the [`SeriesTable`], the query statistics, the slow-request ring and the
-/// latest health report.
+/// The actor owning the [`SeriesTable`], the query statistics and the slow-request ring.
 pub struct MetricsStore {
     table: SeriesTable,
     queries: QueryTable,
     slow: SlowRing,
     slow_queries: HashMap<u64, SlowQueries>,
-    health: HealthReport,
     options: MetricsOptions,
     persister: Persister,
     /// Refused samples when the last log line about them was written, and when.
@@ -240,7 +227,6 @@ impl MetricsStore {
             queries: QueryTable::new(options.max_fingerprints, options.slow_query_ms),
             slow: SlowRing::default(),
             slow_queries: HashMap::new(),
-            health: HealthReport::unknown(),
             persister: Persister::new(options.persist.clone()),
             options,
             rejected_logged: (0, None),
@@ -522,22 +508,6 @@ impl Handler<RecordGauges> for MetricsStore {
                 act.table.record(&g.key, g.unit, &[g.value], now);
             }
         })
-    }
-}
-
-impl Handler<RecordHealth> for MetricsStore {
-    type Result = Guarded<()>;
-
-    fn handle(&mut self, msg: RecordHealth, ctx: &mut Self::Context) -> Self::Result {
-        sv::guard(self, ctx, |act, _| act.health = msg.0)
-    }
-}
-
-impl Handler<GetHealth> for MetricsStore {
-    type Result = Guarded<MessageResult<GetHealth>>;
-
-    fn handle(&mut self, _: GetHealth, ctx: &mut Self::Context) -> Self::Result {
-        sv::guard(self, ctx, |act, _| MessageResult(act.health.clone()))
     }
 }
 

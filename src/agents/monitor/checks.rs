@@ -33,6 +33,20 @@ fn percent_check(name: &str, value: f64, threshold: f64, details: serde_json::Va
     }
 }
 
+/// A check that could not be made: `degraded` (a blind spot is damage), with why.
+pub fn unavailable(name: &str, why: &str) -> Check {
+    Check {
+        status: CheckStatus::Degraded,
+        value: None,
+        threshold: None,
+        unit: "",
+        message: format!("{name}: not measured: {why}"),
+        details: json!({ "unavailable": true }),
+        timestamp: Utc::now(),
+        optional: false,
+    }
+}
+
 /// The API check: the worst route by p95 latency and by 5xx rate over the last minute.
 fn api_check(routes: &[RouteStats], t: &Thresholds) -> Check {
     let latency_limit = t.api_response_ms as f64;
@@ -240,7 +254,8 @@ pub fn metrics_check(stats: &StoreStats, refused: u64) -> Check {
         unit: "series",
         message: if refused > 0 {
             format!(
-                "{refused} sample(s) of new series refused since the last tick: {} of {} series                  (METRICS_MAX_SERIES); last refused: {}",
+                "{refused} sample(s) of new series refused since the last tick: {} of {} series \
+                 (METRICS_MAX_SERIES); last refused: {}",
                 stats.series,
                 stats.max_series,
                 stats.last_rejected.as_deref().unwrap_or("-")

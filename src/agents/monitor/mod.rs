@@ -30,7 +30,7 @@ use serde_json::json;
 use crate::actors::agent::{Agent, AgentContext, AgentError};
 use crate::actors::alert_manager::ObserveRules;
 use crate::actors::metrics_store::{
-    Gauge, GetRecentRouteStats, GetStoreStats, RecordGauges, RecordHealth, StoreStats,
+    Gauge, GetRecentRouteStats, GetStoreStats, RecordGauges, StoreStats,
 };
 use crate::agents::external::{ExternalProbe, ExternalResult};
 use crate::config::{every, Knobs, Section};
@@ -121,7 +121,8 @@ pub struct MonitorAgent {
 /// One round of measurements.
 struct Measured {
     sample: HostSample,
-    routes: Vec<RouteStats>,
+    /// The per-route statistics, or why the metrics store could not give them.
+    routes: Result<Vec<RouteStats>, String>,
     deps: Dependencies,
     /// `None` when the external checks were not due.
     external: Option<Vec<ExternalResult>>,
@@ -164,7 +165,8 @@ impl MonitorAgent {
 
     /// Everything a tick measures. A tick moves the baseline refused samples are counted from;
     /// a check on request does not (the next tick's rule must see them).
-    async fn measure(&mut self, cx: &AgentContext, tick: bool) -> Result<Measured, AgentError> {
+    /// Without the metrics store (restarting, or failed) the rest is still measured.
+    async fn measure(&mut self, cx: &AgentContext, tick: bool) -> Measured {
         let sample = self.host.sample();
         let routes = cx
             .metrics
@@ -172,7 +174,7 @@ impl MonitorAgent {
                 secs: cx.settings.alerting.api_window_ms / 1000,
             })
             .await
-            .map_err(|e| AgentError::new(format!("metrics store unavailable: {e}")))?;
+            .map_err(|e| format!("the metrics store is unavailable ({e})"));
         let store = cx.metrics.send(GetStoreStats).await.ok();
         let refused = match (&store, self.refused_seen) {
             (Some(s), Some(seen)) => s.rejected_samples.saturating_sub(seen),
@@ -185,25 +187,37 @@ impl MonitorAgent {
         }
         let (deps, external) =
             futures_util::future::join(probe_dependencies(cx), self.probe_external(cx)).await;
-        Ok(Measured {
+        Measured {
             sample,
             routes,
             deps,
             external,
             store,
             refused,
-        })
+        }
     }
 
     /// The report of a round, recorded as the latest, with a `health-check` event when the
     /// verdict changed; and its gauges.
     fn report(&mut self, cx: &AgentContext, m: &Measured) -> HealthReport {
-        let mut named = checks::checks(&m.sample, &m.routes, &m.deps, &cx.settings);
-        if let Some(store) = &m.store {
-            named.push((
+        let routes = m.routes.as_deref().unwrap_or(&[]);
+        let mut named = checks::checks(&m.sample, routes, &m.deps, &cx.settings);
+        match (&m.routes, &m.store) {
+            (Ok(_), Some(store)) => named.push((
                 "metrics".to_owned(),
                 checks::metrics_check(store, m.refused),
-            ));
+            )),
+            (Err(why), _) => {
+                // Blind on the API: say so rather than report its silence as healthy.
+                for (name, check) in named.iter_mut().filter(|(n, _)| n == "api") {
+                    *check = checks::unavailable(name, why);
+                }
+                named.push(("metrics".to_owned(), checks::unavailable("metrics", why)));
+            }
+            (Ok(_), None) => named.push((
+                "metrics".to_owned(),
+                checks::unavailable("metrics", "the metrics store did not answer"),
+            )),
         }
         named.extend(checks::external_checks(
             m.external.as_deref().unwrap_or(&self.last_external),
@@ -234,7 +248,7 @@ impl MonitorAgent {
             );
             self.overall = report.overall;
         }
-        cx.metrics.do_send(RecordHealth(report.clone()));
+        cx.health.set(report.clone());
         report
     }
 
@@ -282,12 +296,12 @@ impl Agent for MonitorAgent {
     }
 
     async fn tick(&mut self, cx: &AgentContext) -> Result<(), AgentError> {
-        let m = self.measure(cx, true).await?;
+        let m = self.measure(cx, true).await;
         let report = self.report(cx, &m);
         let readings = rules::readings(
             &rules::Inputs {
                 sample: &m.sample,
-                routes: &m.routes,
+                routes: m.routes.as_deref().ok(),
                 deps: &m.deps,
                 external: m.external.as_deref(),
                 refused: m.store.as_ref().map(|s| (m.refused, s)),
@@ -316,7 +330,7 @@ impl Agent for MonitorAgent {
     ) -> Result<HealthReport, AgentError> {
         match command {
             MonitorCommand::Check => {
-                let m = self.measure(cx, false).await?;
+                let m = self.measure(cx, false).await;
                 let report = self.report(cx, &m);
                 self.keep(m);
                 self.checks_run += 1;

@@ -379,7 +379,9 @@ fn metrics_rules(r: &mut Readings, refused: u64, stats: &StoreStats) {
         "metrics",
         Severity::High,
         format!(
-            "the metrics store refused {refused} sample(s) of new series since the last tick: it              holds {} of METRICS_MAX_SERIES {} series ({} for requests to no route or with an              unknown method); last refused: {}",
+            "the metrics store refused {refused} sample(s) of new series since the last tick: it \
+             holds {} of METRICS_MAX_SERIES {} series ({} for requests to no route or with an \
+             unknown method); last refused: {}",
             stats.series,
             stats.max_series,
             stats.unrouted_max_series,
@@ -394,7 +396,9 @@ fn metrics_rules(r: &mut Readings, refused: u64, stats: &StoreStats) {
 /// One tick's measurements, as the rules read them.
 pub struct Inputs<'a> {
     pub sample: &'a HostSample,
-    pub routes: &'a [RouteStats],
+    /// `None` when the metrics store could not be read: the API rules are not judged (and
+    /// the alerts they raised are neither renewed nor resolved).
+    pub routes: Option<&'a [RouteStats]>,
     pub deps: &'a Dependencies,
     /// `None` on ticks where the external checks did not run (they have an interval of their
     /// own).
@@ -406,10 +410,13 @@ pub struct Inputs<'a> {
 /// The readings of one tick.
 pub fn readings(i: &Inputs<'_>, settings: &Settings, own: &MonitorSettings) -> Readings {
     let mut r = Readings {
-        scopes: vec!["api", "host"],
+        scopes: vec!["host"],
         observations: Vec::new(),
     };
-    api_rules(&mut r, i.routes, settings);
+    if let Some(routes) = i.routes {
+        r.scopes.insert(0, "api");
+        api_rules(&mut r, routes, settings);
+    }
     host_rules(&mut r, i.sample, settings, own);
     database_rules(&mut r, i.deps, settings);
     redis_rules(&mut r, i.deps, settings);
@@ -448,7 +455,7 @@ mod tests {
         readings(
             &Inputs {
                 sample,
-                routes,
+                routes: Some(routes),
                 deps,
                 external: None,
                 refused: None,
@@ -542,7 +549,7 @@ mod tests {
         let r = readings(
             &Inputs {
                 sample: &hot,
-                routes: &[],
+                routes: Some(&[]),
                 deps: &none,
                 external: None,
                 refused: None,
@@ -638,7 +645,7 @@ mod tests {
             readings(
                 &Inputs {
                     sample: &calm(),
-                    routes: &[],
+                    routes: Some(&[]),
                     deps: &none,
                     external,
                     refused: None,
@@ -701,7 +708,7 @@ mod tests {
             readings(
                 &Inputs {
                     sample: &calm(),
-                    routes: &[],
+                    routes: Some(&[]),
                     deps: &none,
                     external: None,
                     refused: Some((refused, &stats)),
