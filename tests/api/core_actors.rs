@@ -336,3 +336,57 @@ async fn a_failed_alert_manager_tells_the_critical_channels_itself_and_the_host_
     .await;
     assert_eq!(open, Vec::<Value>::new());
 }
+
+#[actix_web::test]
+async fn the_monitor_does_not_stall_while_the_metrics_store_waits_out_a_restart() {
+    let db = TestDb::create();
+    let redis = redis_url();
+    // A backoff longer than the Monitor's job deadline: a tick that waited for the store's
+    // answer would be stalled.
+    let app = host_on(
+        &db,
+        &redis,
+        &[
+            ("AGENT_BACKOFF_INITIAL_MS", "3000"),
+            ("AGENT_BACKOFF_MAX_MS", "3000"),
+            ("AGENT_JOB_TIMEOUT_MS", "2000"),
+        ],
+    )
+    .await;
+    app.wait_for_first_tick("Monitor").await;
+    assert_eq!(
+        app.selfheal().inject_agent_panic("metrics_store", 1).await,
+        Ok(true)
+    );
+    // During the backoff the Monitor reports without it.
+    let health = eventually(
+        || async { app.admin_get("/api/v1/system/health").await.body },
+        |h| h["data"]["health"]["checks"]["metrics"]["status"] == "degraded",
+    )
+    .await;
+    assert_eq!(
+        health["data"]["health"]["checks"]["metrics"]["details"]["unavailable"], true,
+        "{health}"
+    );
+    let back = within(
+        Duration::from_secs(6),
+        || app.agent("metrics_store"),
+        |s| s["state"] == "running",
+    )
+    .await;
+    assert_eq!(back["state"], "running", "{back}");
+    let monitor = app.agent("Monitor").await;
+    assert_eq!(monitor["stalls"], 0, "{monitor}");
+    assert_eq!(monitor["restarts"], 0, "{monitor}");
+    assert_eq!(monitor["state"], "running", "{monitor}");
+    // And once the store is back, the metrics check is measured again.
+    let health = eventually(
+        || async { app.admin_get("/api/v1/system/health").await.body },
+        |h| h["data"]["health"]["checks"]["metrics"]["status"] == "healthy",
+    )
+    .await;
+    assert_eq!(
+        health["data"]["health"]["checks"]["metrics"]["status"], "healthy",
+        "{health}"
+    );
+}

@@ -97,6 +97,10 @@ pub enum MonitorCommand {
     Check,
 }
 
+/// How long the metrics store may take to answer: it answers in microseconds when it runs,
+/// and while it waits out a restart backoff the tick goes on without it rather than stall.
+const METRICS_ANSWER: Duration = Duration::from_secs(1);
+
 /// The Monitor's state: the sysinfo handles, the external checks' client, and what the last
 /// tick found.
 pub struct MonitorAgent {
@@ -168,14 +172,18 @@ impl MonitorAgent {
     /// Without the metrics store (restarting, or failed) the rest is still measured.
     async fn measure(&mut self, cx: &AgentContext, tick: bool) -> Measured {
         let sample = self.host.sample();
-        let routes = cx
-            .metrics
-            .send(GetRecentRouteStats {
-                secs: cx.settings.alerting.api_window_ms / 1000,
-            })
-            .await
-            .map_err(|e| format!("the metrics store is unavailable ({e})"));
-        let store = cx.metrics.send(GetStoreStats).await.ok();
+        // Both asked at once: a store that does not answer costs one wait, not two.
+        let (routes, store) = futures_util::future::join(
+            cx.metrics
+                .send(GetRecentRouteStats {
+                    secs: cx.settings.alerting.api_window_ms / 1000,
+                })
+                .timeout(METRICS_ANSWER),
+            cx.metrics.send(GetStoreStats).timeout(METRICS_ANSWER),
+        )
+        .await;
+        let routes = routes.map_err(|e| format!("the metrics store is unavailable ({e})"));
+        let store = store.ok();
         let refused = match (&store, self.refused_seen) {
             (Some(s), Some(seen)) => s.rejected_samples.saturating_sub(seen),
             // The first tick: what was refused since start.
