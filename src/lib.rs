@@ -1,8 +1,10 @@
-//! selfheal: a self-healing layer for Rust web backends, built on Actix.
+//! selfheal: monitoring and alerting for Rust web backends on Actix, built to become
+//! self-healing.
 //!
 //! It traces every request and query, watches the host, the process, the dependencies and the
 //! API, raises deduplicated alerts, and runs its agents and its own machinery as supervised
-//! actors that survive their panics and hangs. Run it as the server (`cargo run --release`)
+//! actors that survive their panics and hangs (what heals today is selfheal itself; diagnosis
+//! and repair of the host app are not in this build). Run it as the server (`cargo run --release`)
 //! or embed it in an actix-web app:
 //!
 //! ```no_run
@@ -75,3 +77,8 @@ pub use config::Settings;
 pub use handles::SelfHeal;
 pub use system::init;
 pub use trace::TraceContext;
+
+/// The README's Rust examples, compiled as doctests so that the embedding guide stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -43,7 +43,7 @@ impl Section for ServerSettings {
             0,
             0,
             1024,
-            "HTTP worker threads; 0 = one per core.",
+            "HTTP worker threads, 0 = one per core (the standalone server; not read when embedding).",
         ) as usize;
         let admin_token = k.optional(
             "SYSTEM_ADMIN_TOKEN",
