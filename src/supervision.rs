@@ -18,8 +18,8 @@
 //!
 //! State across a restart: the `Supervisor` calls `restarting()` on the same struct, so each
 //! actor decides what survives (the writer keeps its queue and journal, the bus its
-//! subscribers, the metrics store its series; the alert manager reloads its open alerts from
-//! the store).
+//! subscribers, the metrics store its series; the alert manager its open alerts, and reads the
+//! store again for what it does not hold).
 //!
 //! Reports ([`ActorReport`]) go to the alert manager directly, never through the event bus
 //! (which may be the actor failing); the bus only carries the observers' copy. When the alert

@@ -269,20 +269,11 @@ impl Actor for AlertManager {
 
 impl Supervised for AlertManager {
     fn restarting(&mut self, _: &mut Self::Context) {
-        // Reload from the store: what was persisted survives (the load drains the write-behind
-        // queue first), the rest starts over. The recently resolved ones are kept: the store
-        // has them too, and they must not come back as open.
-        self.open.clear();
-        self.ids.clear();
-        self.repeat_persisted.clear();
-        self.tracker = Tracker::default();
-        self.silences.clear();
-        self.windows.clear();
-        self.loaded = false;
-        self.started = std::time::Instant::now();
-        self.trigger_retry.clear();
-        self.repeat_owed.clear();
-        self.unrecorded.clear();
+        // What it holds is kept: the open alerts (so a condition still firing is the same
+        // alert, not a new one), the rules' tracker, silences, windows and what is owed to the
+        // channels. The store is read again at start (`load`), which adds what it does not
+        // hold (an AGENT_FAILED alert stored by the fallback while it was failed) and skips
+        // what it does.
     }
 }
 
