@@ -39,6 +39,12 @@ fn header_actor(req: &HttpRequest) -> Result<Option<String>, ApiError> {
             "X-Admin-User: at most {WHO_MAX_CHARS} characters"
         )));
     }
+    // A header value may hold a tab, which is not visible text (nor a name `who` accepts).
+    if crate::text::has_forbidden_control(v, false) {
+        return Err(ApiError::BadRequest(
+            "X-Admin-User: expected visible ASCII text".to_owned(),
+        ));
+    }
     Ok((!v.is_empty()).then(|| v.to_owned()))
 }
 

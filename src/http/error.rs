@@ -109,14 +109,12 @@ impl From<crate::actors::alert_manager::AlertError> for ApiError {
     }
 }
 
-/// A too-long text is a bad request (400); a control character in it cannot be kept (422).
+/// A text field of a JSON body that cannot be kept (too long, or with a control character):
+/// the body is well-formed but not valid, 422, as for a silence or a window (a header or a
+/// query value that is wrong is a 400).
 impl From<crate::actors::alert_manager::silences::TextError> for ApiError {
     fn from(e: crate::actors::alert_manager::silences::TextError) -> Self {
-        use crate::actors::alert_manager::silences::TextError;
-        match e {
-            TextError::TooLong(m) => ApiError::BadRequest(m),
-            TextError::Control(m) => ApiError::Unprocessable(m),
-        }
+        ApiError::Unprocessable(e.into_message())
     }
 }
 

@@ -352,3 +352,188 @@ fn sorted<T>(mut rows: Vec<T>, limit: usize, at: impl Fn(&T) -> (DateTime<Utc>, 
     rows.truncate(limit);
     rows
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+
+    /// A fixed time `secs` seconds on, with a fraction of the same length (so every row of a
+    /// kind has the same size as JSON).
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + secs, 123_456_000)
+            .single()
+            .unwrap_or_default()
+    }
+
+    fn audit(i: i64, details: &str) -> AuditRow {
+        AuditRow {
+            id: Uuid::new_v4(),
+            actor: "admin-token".to_owned(),
+            action: "agent.restart".to_owned(),
+            resource: Some("agent".to_owned()),
+            resource_id: Some("Monitor".to_owned()),
+            details: json!({ "outcome": "ok", "note": details }),
+            ip_address: Some("127.0.0.1".to_owned()),
+            user_agent: None,
+            created_at: at(i),
+        }
+    }
+
+    fn silence(comment: &str) -> SilenceRow {
+        SilenceRow {
+            id: Uuid::new_v4(),
+            matchers: json!([{"field": "type", "value": "API_SLOW"}]),
+            starts_at: at(0),
+            // Long after any run of this test: in force, so listed.
+            ends_at: at(2_000_000_000),
+            created_by: "erin".to_owned(),
+            comment: Some(comment.to_owned()),
+            created_at: at(0),
+            updated_at: at(0),
+            deleted_at: None,
+            deleted_by: None,
+        }
+    }
+
+    fn window(name: &str) -> MaintenanceRow {
+        MaintenanceRow {
+            id: Uuid::new_v4(),
+            name: name.to_owned(),
+            matchers: json!([]),
+            days: json!([1, 2, 3]),
+            start_minute: 60,
+            end_minute: 120,
+            utc_offset_minutes: 0,
+            created_by: "erin".to_owned(),
+            comment: None,
+            created_at: at(0),
+            updated_at: at(0),
+            deleted_at: None,
+            deleted_by: None,
+        }
+    }
+
+    fn ids<T>(rows: &[T], id: impl Fn(&T) -> Uuid) -> Vec<Uuid> {
+        rows.iter().map(id).collect()
+    }
+
+    #[test]
+    fn a_table_bounded_by_bytes_keeps_the_newest_rows_that_fit_and_evicts_the_oldest() {
+        let rows: Vec<AuditRow> = (0..10).map(|i| audit(i, "x")).collect();
+        let size = size_of(&rows[0]);
+        assert!(
+            rows.iter().all(|r| size_of(r) == size),
+            "equal sizes, for the arithmetic below"
+        );
+        // Room for three and a half rows; far more rows allowed than that.
+        let cap = 3 * size + size / 2;
+        let store = MemoryStore::new(1_000, cap);
+        for r in &rows {
+            store.apply(&Record::Audit(r.clone()));
+            assert!(store.size().1 <= cap, "{:?} over {cap}", store.size());
+        }
+        assert_eq!(store.size(), (3, 3 * size));
+        let newest: Vec<Uuid> = rows[7..].iter().rev().map(|r| r.id).collect();
+        assert_eq!(ids(&store.audit(100), |r| r.id), newest);
+
+        // A row twice the size pushes out as many of the oldest as it needs.
+        let big = audit(10, &"y".repeat(size + 10));
+        let big_size = size_of(&big);
+        assert!(big_size > 2 * size && big_size + size <= cap);
+        store.apply(&Record::Audit(big.clone()));
+        assert_eq!(store.size(), (2, big_size + size));
+        assert_eq!(ids(&store.audit(100), |r| r.id), vec![big.id, rows[9].id]);
+    }
+
+    #[test]
+    fn a_row_that_grows_in_place_pushes_the_oldest_out_to_stay_under_the_byte_cap() {
+        let (a, b, c) = (silence("a"), silence("b"), silence("c"));
+        let size = size_of(&a);
+        let cap = 3 * size + 20;
+        let store = MemoryStore::new(1_000, cap);
+        for s in [&a, &b, &c] {
+            store.apply(&Record::Silence(s.clone()));
+        }
+        assert_eq!(store.size(), (3, 3 * size));
+        // `c` gets a comment 100 bytes longer: `a`, the oldest, leaves.
+        let mut grown = c.clone();
+        grown.comment = Some("c".repeat(101));
+        store.apply(&Record::Silence(grown.clone()));
+        let (rows, bytes) = store.size();
+        assert_eq!((rows, bytes), (2, size + size_of(&grown)));
+        assert!(bytes <= cap, "{bytes} over {cap}");
+        let listed = store.silences(None);
+        assert_eq!(listed.len(), 2);
+        assert!(listed.iter().all(|s| s.id != a.id), "{listed:?}");
+        assert!(listed.contains(&grown), "{listed:?}");
+    }
+
+    #[test]
+    fn the_row_cap_still_holds_under_a_large_byte_cap() {
+        let store = MemoryStore::new(2, 1 << 20);
+        let rows: Vec<AuditRow> = (0..5).map(|i| audit(i, "x")).collect();
+        for r in &rows {
+            store.apply(&Record::Audit(r.clone()));
+        }
+        assert_eq!(store.size().0, 2);
+        assert_eq!(
+            ids(&store.audit(100), |r| r.id),
+            vec![rows[4].id, rows[3].id]
+        );
+    }
+
+    #[test]
+    fn a_deleted_silence_leaves_memory() {
+        let store = MemoryStore::new(1_000, 1 << 20);
+        let (kept, gone) = (silence("kept"), silence("gone"));
+        store.apply(&Record::Silence(kept.clone()));
+        store.apply(&Record::Silence(gone.clone()));
+        assert_eq!(store.size(), (2, size_of(&kept) + size_of(&gone)));
+
+        let mut deleted = gone.clone();
+        deleted.deleted_at = Some(Utc::now());
+        deleted.deleted_by = Some("erin".to_owned());
+        store.apply(&Record::Silence(deleted.clone()));
+        assert_eq!(
+            store.size(),
+            (1, size_of(&kept)),
+            "only the kept one's bytes"
+        );
+        assert_eq!(ids(&store.silences(None), |s| s.id), vec![kept.id]);
+        // Not listed even among the expired ones.
+        let since = Some(Utc::now() - chrono::Duration::days(30));
+        assert_eq!(ids(&store.silences(since), |s| s.id), vec![kept.id]);
+
+        // A deletion arriving again (a replay) or for a silence never held adds nothing.
+        store.apply(&Record::Silence(deleted));
+        let mut never_held = silence("elsewhere");
+        never_held.deleted_at = Some(Utc::now());
+        store.apply(&Record::Silence(never_held));
+        assert_eq!(store.size(), (1, size_of(&kept)));
+    }
+
+    #[test]
+    fn a_deleted_maintenance_window_leaves_memory() {
+        let store = MemoryStore::new(1_000, 1 << 20);
+        let (kept, gone) = (window("kept"), window("gone"));
+        store.apply(&Record::Maintenance(kept.clone()));
+        store.apply(&Record::Maintenance(gone.clone()));
+        assert_eq!(store.size(), (2, size_of(&kept) + size_of(&gone)));
+
+        let mut deleted = gone.clone();
+        deleted.deleted_at = Some(Utc::now());
+        deleted.deleted_by = Some("erin".to_owned());
+        store.apply(&Record::Maintenance(deleted.clone()));
+        assert_eq!(store.size(), (1, size_of(&kept)));
+        assert_eq!(ids(&store.maintenance_windows(), |w| w.id), vec![kept.id]);
+
+        store.apply(&Record::Maintenance(deleted));
+        let mut never_held = window("elsewhere");
+        never_held.deleted_at = Some(Utc::now());
+        store.apply(&Record::Maintenance(never_held));
+        assert_eq!(store.size(), (1, size_of(&kept)));
+    }
+}

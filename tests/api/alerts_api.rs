@@ -396,7 +396,11 @@ async fn bad_input_to_the_alert_routes_is_refused_with_the_json_envelope() {
             "UNPROCESSABLE_ENTITY",
         );
         let long = json!({"who": "x".repeat(256)});
-        assert_error(&act(&app, &id, action, &long).await, 400, "BAD_REQUEST");
+        assert_error(
+            &act(&app, &id, action, &long).await,
+            422,
+            "UNPROCESSABLE_ENTITY",
+        );
     }
     assert_eq!(detail(&app, &id).await["alert"]["state"], "firing");
 

@@ -436,8 +436,12 @@ pub fn breakers() -> selfheal::outbound::Breakers {
     selfheal::outbound::Breakers::new(5, Duration::from_secs(30))
 }
 
+/// Held by the tests that read the log ring or flood it (it is the process's): a flood must not
+/// push out the line another test is looking for.
+pub static LOG_RING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Feed the process's log ring (WARN and ERROR lines, for `/logs`) without printing anything:
-/// the tests' own logger. Idempotent.
+/// the tests' own logger. Idempotent. A test that reads the ring holds [`LOG_RING`].
 pub fn capture_logs() {
     struct Silent;
     impl log::Log for Silent {

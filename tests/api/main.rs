@@ -23,6 +23,7 @@ mod errors;
 mod events;
 mod evidence;
 mod external;
+mod hardening;
 mod helpers;
 mod infra;
 mod metrics;
