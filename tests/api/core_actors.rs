@@ -50,7 +50,18 @@ async fn host_on(db: &TestDb, redis: &str, extra: &[(&str, &str)]) -> TestApp {
     crate::helpers::spawn_host_app(&env).await
 }
 
-/// The open `API_SLOW` alerts about `/sleep/{ms}`.
+/// Once an admin restart brought the actor back, its `AGENT_FAILED` alert resolves.
+async fn assert_agent_failed_resolved(app: &TestApp) {
+    let open = within(
+        Duration::from_secs(5),
+        || alerts(app, "type=AGENT_FAILED&state=firing"),
+        |a| a.is_empty(),
+    )
+    .await;
+    assert_eq!(open, Vec::<Value>::new());
+}
+
+/// The `API_SLOW` alerts about `/sleep/{ms}`.
 async fn sleep_alerts(app: &TestApp) -> Vec<Value> {
     alerts(app, "type=API_SLOW")
         .await
@@ -262,13 +273,7 @@ async fn a_core_actor_panicking_in_a_loop_ends_failed_with_a_critical_alert_whil
     }
     let counted = eventually(|| users_counted(&app), |n| *n >= 5).await;
     assert!(counted >= 5, "{counted} requests counted after the restart");
-    let open = within(
-        Duration::from_secs(5),
-        || alerts(&app, "type=AGENT_FAILED&state=firing"),
-        |a| a.is_empty(),
-    )
-    .await;
-    assert_eq!(open, Vec::<Value>::new());
+    assert_agent_failed_resolved(&app).await;
 }
 
 #[actix_web::test]
@@ -328,13 +333,7 @@ async fn a_failed_alert_manager_tells_the_critical_channels_itself_and_the_host_
     assert_eq!(reply.data()["state"], "running", "{}", reply.text);
     let told = slack.wait_for(2, Duration::from_secs(5)).await;
     assert_eq!(told.len(), 2, "{told:?}");
-    let open = within(
-        Duration::from_secs(5),
-        || alerts(&app, "type=AGENT_FAILED&state=firing"),
-        |a| a.is_empty(),
-    )
-    .await;
-    assert_eq!(open, Vec::<Value>::new());
+    assert_agent_failed_resolved(&app).await;
 }
 
 #[actix_web::test]
