@@ -110,6 +110,10 @@ pub async fn health(sh: Sh) -> Result<HttpResponse, ApiError> {
     })))
 }
 
+/// How long the health views wait for a core actor: one waiting out a restart backoff is
+/// shown as unavailable rather than holding the answer back.
+const ANSWER: Duration = Duration::from_secs(1);
+
 /// What a core actor answered, or `null` with its name noted in `unavailable` (it is
 /// restarting or failed): the health views show what they can rather than fail whole.
 fn part<T: serde::Serialize>(
@@ -142,18 +146,25 @@ pub async fn health_detailed(sh: Sh, req: HttpRequest) -> Result<HttpResponse, A
     );
     let routes = part(
         metrics_store::NAME,
-        sh.metrics.send(GetRouteStats(Window::M5)).await,
+        sh.metrics
+            .send(GetRouteStats(Window::M5))
+            .timeout(ANSWER)
+            .await,
         &mut down,
     );
     let store = part(
         metrics_store::NAME,
-        sh.metrics.send(GetStoreStats).await,
+        sh.metrics.send(GetStoreStats).timeout(ANSWER).await,
         &mut down,
     );
-    let bus = part(event_bus::NAME, sh.bus.send(GetBusStats).await, &mut down);
+    let bus = part(
+        event_bus::NAME,
+        sh.bus.send(GetBusStats).timeout(ANSWER).await,
+        &mut down,
+    );
     let alerts = part(
         alert_manager::NAME,
-        sh.alerts.send(GetAlertStats).await,
+        sh.alerts.send(GetAlertStats).timeout(ANSWER).await,
         &mut down,
     );
     let (traces, _) = sh.in_flight.snapshot(0, Some(req.resource_map()));
@@ -193,6 +204,7 @@ async fn gauge_series(
             name: None,
             route: None,
         })
+        .timeout(ANSWER)
         .await?;
     Ok(view
         .series
@@ -216,6 +228,7 @@ pub async fn dashboard(sh: Sh, req: HttpRequest) -> Result<HttpResponse, ApiErro
     let routes = sh
         .metrics
         .send(GetRouteStats(Window::M5))
+        .timeout(ANSWER)
         .await
         .map(|mut r| {
             r.truncate(10);
@@ -226,20 +239,29 @@ pub async fn dashboard(sh: Sh, req: HttpRequest) -> Result<HttpResponse, ApiErro
         channel: None,
         limit: 20,
     };
-    let events = part(event_bus::NAME, sh.bus.send(history).await, &mut down);
+    let events = part(
+        event_bus::NAME,
+        sh.bus.send(history).timeout(ANSWER).await,
+        &mut down,
+    );
     let (traces, _) = sh.in_flight.snapshot(0, Some(req.resource_map()));
     let stats = part(
         alert_manager::NAME,
-        sh.alerts.send(GetAlertStats).await,
+        sh.alerts.send(GetAlertStats).timeout(ANSWER).await,
         &mut down,
     );
     // The ten open alerts that matter most: most severe first, then newest.
-    let active = sh.alerts.send(GetRecentAlerts).await.map(|alerts| {
-        let mut active: Vec<_> = alerts.into_iter().filter(|a| a.is_open()).collect();
-        active.sort_by_key(|a| (a.severity.rank(), std::cmp::Reverse(a.last_seen)));
-        active.truncate(10);
-        active
-    });
+    let active = sh
+        .alerts
+        .send(GetRecentAlerts)
+        .timeout(ANSWER)
+        .await
+        .map(|alerts| {
+            let mut active: Vec<_> = alerts.into_iter().filter(|a| a.is_open()).collect();
+            active.sort_by_key(|a| (a.severity.rank(), std::cmp::Reverse(a.last_seen)));
+            active.truncate(10);
+            active
+        });
     let active = part(alert_manager::NAME, active, &mut down);
     Ok(ok(json!({
         "timestamp": Utc::now(),
