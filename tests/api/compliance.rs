@@ -251,3 +251,60 @@ async fn a_switched_off_agent_is_listed_disabled_and_cannot_be_restarted() {
     crate::helpers::assert_error(&reply, 409, "CONFLICT");
     assert!(app.selfheal().agent::<ProbeAgent>().is_none());
 }
+
+#[actix_web::test]
+async fn decision_events_wait_for_a_busy_agent_and_those_beyond_its_queue_are_counted_and_alerted()
+{
+    use selfheal::actors::harness::MAX_RELIABLE_EVENTS;
+    // A long deadline: the hang below keeps the probe busy without being a stall.
+    let app = spawn_host_app_with(&[("AGENT_JOB_TIMEOUT_MS", "60000")], registry).await;
+    let before = eventually(|| app.agent("Probe"), |s| s["ticks"].as_u64() >= Some(1)).await;
+    let handled_before = before["events_handled"].as_u64().unwrap_or(0);
+    assert_eq!(
+        app.selfheal().inject_agent_hang("Probe", 3_000).await,
+        Ok(true)
+    );
+    // Its next tick (every 50 ms) hangs; then every alert event has to wait for it.
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    const OVER: usize = 50;
+    for _ in 0..MAX_RELIABLE_EVENTS + OVER {
+        app.selfheal()
+            .bus
+            .do_send(selfheal::actors::event_bus::Publish(Event::new(
+                "compliance",
+                event_for(Channel::Alert),
+            )));
+    }
+    let lost = crate::alerts::within(
+        Duration::from_secs(10),
+        || crate::alerts::alerts(&app, "type=EVENTS_LOST"),
+        |a| !a.is_empty(),
+    )
+    .await;
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(lost[0]["severity"], "high", "{}", lost[0]);
+    assert!(
+        lost[0]["message"].as_str().unwrap_or("").contains("Probe"),
+        "{}",
+        lost[0]
+    );
+    // Every queued one is handled once the job ends; the overflow is counted lost.
+    let after = crate::alerts::within(
+        Duration::from_secs(15),
+        || app.agent("Probe"),
+        |s| s["events_handled"].as_u64() >= Some(handled_before + MAX_RELIABLE_EVENTS as u64),
+    )
+    .await;
+    assert!(
+        after["events_handled"].as_u64() >= Some(handled_before + MAX_RELIABLE_EVENTS as u64),
+        "{after}"
+    );
+    // The overflow, and possibly the alert events of the EVENTS_LOST alert itself (published
+    // while the queue was still full).
+    let dropped = after["dropped_events"].as_u64().unwrap_or(0);
+    assert!(
+        (OVER as u64..=OVER as u64 + 2).contains(&dropped),
+        "{after}"
+    );
+    assert_eq!(after["stalls"], 0, "{after}");
+}
