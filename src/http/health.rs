@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use actix::dev::ToEnvelope;
+use actix::{Addr, Handler, Message};
 use actix_web::{HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde_json::json;
@@ -114,21 +116,48 @@ pub async fn health(sh: Sh) -> Result<HttpResponse, ApiError> {
 /// shown as unavailable rather than holding the answer back.
 const ANSWER: Duration = Duration::from_secs(1);
 
-/// What a core actor answered, or `null` with its name noted in `unavailable` (it is
-/// restarting or failed): the health views show what they can rather than fail whole.
-fn part<T: serde::Serialize>(
-    name: &'static str,
-    answer: Result<T, actix::MailboxError>,
-    unavailable: &mut Vec<&'static str>,
-) -> serde_json::Value {
-    match answer {
-        Ok(v) => serde_json::to_value(v).unwrap_or_default(),
-        Err(_) => {
-            if !unavailable.contains(&name) {
-                unavailable.push(name);
+/// The parts of a health view asked of the core actors, and the actors that did not answer
+/// (restarting or failed): the views show what they can, `null` for the rest, rather than
+/// fail whole.
+#[derive(Default)]
+struct Parts {
+    unavailable: Vec<&'static str>,
+}
+
+impl Parts {
+    /// `msg` answered by `addr` within [`ANSWER`], or `None` with `name` noted.
+    async fn ask<A, M>(&mut self, name: &'static str, addr: &Addr<A>, msg: M) -> Option<M::Result>
+    where
+        A: Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
+        match addr.send(msg).timeout(ANSWER).await {
+            Ok(answer) => Some(answer),
+            Err(_) => {
+                if !self.unavailable.contains(&name) {
+                    self.unavailable.push(name);
+                }
+                None
             }
-            serde_json::Value::Null
         }
+    }
+
+    /// Host and process gauges (every series but the request latencies) over `window`.
+    async fn gauges(&mut self, sh: &SelfHeal, window: Window) -> Option<Vec<SeriesStats>> {
+        let query = QueryMetrics {
+            window,
+            name: None,
+            route: None,
+        };
+        let view = self.ask(metrics_store::NAME, &sh.metrics, query).await?;
+        Some(
+            view.series
+                .into_iter()
+                .filter(|s| s.name != API_RESPONSE_TIME)
+                .collect(),
+        )
     }
 }
 
@@ -138,35 +167,18 @@ pub async fn health_detailed(sh: Sh, req: HttpRequest) -> Result<HttpResponse, A
     let report = report(&sh).await;
     let actors = sh.actors.statuses();
     let (overall, stale) = system_overall(&sh, &report, &actors);
-    let mut down = Vec::new();
-    let gauges = part(
-        metrics_store::NAME,
-        gauge_series(&sh, Window::M5).await,
-        &mut down,
-    );
-    let routes = part(
-        metrics_store::NAME,
-        sh.metrics
-            .send(GetRouteStats(Window::M5))
-            .timeout(ANSWER)
-            .await,
-        &mut down,
-    );
-    let store = part(
-        metrics_store::NAME,
-        sh.metrics.send(GetStoreStats).timeout(ANSWER).await,
-        &mut down,
-    );
-    let bus = part(
-        event_bus::NAME,
-        sh.bus.send(GetBusStats).timeout(ANSWER).await,
-        &mut down,
-    );
-    let alerts = part(
-        alert_manager::NAME,
-        sh.alerts.send(GetAlertStats).timeout(ANSWER).await,
-        &mut down,
-    );
+    let mut parts = Parts::default();
+    let gauges = parts.gauges(&sh, Window::M5).await;
+    let routes = parts
+        .ask(metrics_store::NAME, &sh.metrics, GetRouteStats(Window::M5))
+        .await;
+    let store = parts
+        .ask(metrics_store::NAME, &sh.metrics, GetStoreStats)
+        .await;
+    let bus = parts.ask(event_bus::NAME, &sh.bus, GetBusStats).await;
+    let alerts = parts
+        .ask(alert_manager::NAME, &sh.alerts, GetAlertStats)
+        .await;
     let (traces, _) = sh.in_flight.snapshot(0, Some(req.resource_map()));
     let logs = crate::logging::ring().query(None, 0, None);
     let (memory_rows, memory_bytes) = sh.store.memory_size();
@@ -188,29 +200,8 @@ pub async fn health_detailed(sh: Sh, req: HttpRequest) -> Result<HttpResponse, A
         "auth": sh.auth.stats(),
         "supervision": { "reports_lost": sh.reporter.lost() },
         "logs": { "capturing": logs.capturing, "capacity": logs.capacity, "total": logs.total },
-        "unavailable": down,
+        "unavailable": parts.unavailable,
     })))
-}
-
-/// Host and process gauges (every series but the request latencies) over `window`.
-async fn gauge_series(
-    sh: &SelfHeal,
-    window: Window,
-) -> Result<Vec<SeriesStats>, actix::MailboxError> {
-    let view = sh
-        .metrics
-        .send(QueryMetrics {
-            window,
-            name: None,
-            route: None,
-        })
-        .timeout(ANSWER)
-        .await?;
-    Ok(view
-        .series
-        .into_iter()
-        .filter(|s| s.name != API_RESPONSE_TIME)
-        .collect())
 }
 
 /// `GET /api/v1/system/dashboard`. A part whose actor is down is `null`, and the actor is
@@ -219,42 +210,26 @@ pub async fn dashboard(sh: Sh, req: HttpRequest) -> Result<HttpResponse, ApiErro
     let report = report(&sh).await;
     let actors = sh.actors.statuses();
     let (overall, stale) = system_overall(&sh, &report, &actors);
-    let mut down = Vec::new();
-    let gauges = part(
-        metrics_store::NAME,
-        gauge_series(&sh, Window::M5).await,
-        &mut down,
-    );
-    let routes = sh
-        .metrics
-        .send(GetRouteStats(Window::M5))
-        .timeout(ANSWER)
-        .await
-        .map(|mut r| {
-            r.truncate(10);
-            r
-        });
-    let routes = part(metrics_store::NAME, routes, &mut down);
+    let mut parts = Parts::default();
+    let gauges = parts.gauges(&sh, Window::M5).await;
+    let mut routes = parts
+        .ask(metrics_store::NAME, &sh.metrics, GetRouteStats(Window::M5))
+        .await;
+    if let Some(r) = routes.as_mut() {
+        r.truncate(10);
+    }
     let history = GetHistory {
         channel: None,
         limit: 20,
     };
-    let events = part(
-        event_bus::NAME,
-        sh.bus.send(history).timeout(ANSWER).await,
-        &mut down,
-    );
+    let events = parts.ask(event_bus::NAME, &sh.bus, history).await;
     let (traces, _) = sh.in_flight.snapshot(0, Some(req.resource_map()));
-    let stats = part(
-        alert_manager::NAME,
-        sh.alerts.send(GetAlertStats).timeout(ANSWER).await,
-        &mut down,
-    );
+    let stats = parts
+        .ask(alert_manager::NAME, &sh.alerts, GetAlertStats)
+        .await;
     // The ten open alerts that matter most: most severe first, then newest.
-    let active = sh
-        .alerts
-        .send(GetRecentAlerts)
-        .timeout(ANSWER)
+    let active = parts
+        .ask(alert_manager::NAME, &sh.alerts, GetRecentAlerts)
         .await
         .map(|alerts| {
             let mut active: Vec<_> = alerts.into_iter().filter(|a| a.is_open()).collect();
@@ -262,7 +237,6 @@ pub async fn dashboard(sh: Sh, req: HttpRequest) -> Result<HttpResponse, ApiErro
             active.truncate(10);
             active
         });
-    let active = part(alert_manager::NAME, active, &mut down);
     Ok(ok(json!({
         "timestamp": Utc::now(),
         "system": system_block(&sh),
@@ -278,7 +252,7 @@ pub async fn dashboard(sh: Sh, req: HttpRequest) -> Result<HttpResponse, ApiErro
         "agents": actor_map(&actors),
         "alerts": { "active": active, "stats": stats },
         "recent_events": events,
-        "unavailable": down,
+        "unavailable": parts.unavailable,
     })))
 }
 

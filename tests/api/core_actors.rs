@@ -5,15 +5,15 @@
 //! critical alert while the host serves; and when the alert manager itself fails, the critical
 //! channels are told directly.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::time::Duration;
 
 use actix_web::http::Method;
-use futures_util::future::{join, join_all};
+use futures_util::future::join;
 use serde_json::{json, Value};
 
 use crate::alerts::{alerts, send_json, slow_requests, within, QUIET_HOST};
-use crate::helpers::{encode, eventually, TestApp};
+use crate::helpers::{encode, eventually, TestApp, Traffic};
 use crate::infra::{redis_url, TestDb};
 use crate::receivers::HttpReceiver;
 
@@ -100,25 +100,7 @@ async fn each_core_actor_panicked_under_load_comes_back_without_losing_a_request
     assert_eq!(before.len(), 1, "{before:?}");
     let slow_id = before[0]["id"].clone();
 
-    let done = Cell::new(false);
-    let answered = Cell::new(0usize);
-    let failures = RefCell::new(Vec::<String>::new());
-    let client = |c: usize| {
-        let (app, done, answered, failures) = (&app, &done, &answered, &failures);
-        async move {
-            let mut i = 0;
-            while !done.get() {
-                let reply = app.get(&format!("/users/{}", c * 100_000 + i), &[]).await;
-                answered.set(answered.get() + 1);
-                if reply.status != 200 {
-                    failures
-                        .borrow_mut()
-                        .push(format!("{}: {}", reply.status, reply.text));
-                }
-                i += 1;
-            }
-        }
-    };
+    let traffic = Traffic::default();
     let created = Cell::new(0i64);
     let faults = async {
         let silence = json!({
@@ -159,12 +141,16 @@ async fn each_core_actor_panicked_under_load_comes_back_without_losing_a_request
             let after = eventually(|| users_counted(&app), |n| *n > counted + 20).await;
             assert!(after > counted + 20, "{name}: {counted} then {after}");
         }
-        done.set(true);
+        traffic.stop.set(true);
     };
-    join(join_all((0..3).map(client)), faults).await;
+    join(traffic.run(&app, 3, 0), faults).await;
 
-    assert_eq!(failures.borrow().as_slice(), &[] as &[String]);
-    assert!(answered.get() >= 100, "{} requests", answered.get());
+    assert_eq!(traffic.failures.borrow().as_slice(), &[] as &[String]);
+    assert!(
+        traffic.answered.get() >= 100,
+        "{} requests",
+        traffic.answered.get()
+    );
     assert!(
         created.get() >= 15,
         "only {} silences were created",

@@ -431,6 +431,36 @@ pub async fn spawn_demo_app(overrides: &[(&str, &str)], database_url: Option<&st
     })
 }
 
+/// Host traffic for fault tests: clients sending `GET /users/{id}` one after the other, each
+/// at least `min` requests and until `stop` is set; every answer is counted and every non-200
+/// kept.
+#[derive(Default)]
+pub struct Traffic {
+    pub stop: std::cell::Cell<bool>,
+    pub answered: std::cell::Cell<usize>,
+    pub failures: std::cell::RefCell<Vec<String>>,
+}
+
+impl Traffic {
+    /// Run `clients` clients until each sent `min` requests and `stop` is set.
+    pub async fn run(&self, app: &TestApp, clients: usize, min: usize) {
+        let client = |c: usize| async move {
+            let mut i = 0;
+            while i < min || !self.stop.get() {
+                let reply = app.get(&format!("/users/{}", c * 100_000 + i), &[]).await;
+                self.answered.set(self.answered.get() + 1);
+                if reply.status != 200 {
+                    self.failures
+                        .borrow_mut()
+                        .push(format!("{}: {}", reply.status, reply.text));
+                }
+                i += 1;
+            }
+        };
+        futures_util::future::join_all((0..clients).map(client)).await;
+    }
+}
+
 /// A fresh set of circuit breakers with the default policy (for components built by hand).
 pub fn breakers() -> selfheal::outbound::Breakers {
     selfheal::outbound::Breakers::new(5, Duration::from_secs(30))

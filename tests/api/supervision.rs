@@ -2,14 +2,13 @@
 //! a panic loop ends in `failed` (with an event and a degraded verdict) until an admin
 //! restart, and the Monitor's report covers every component.
 
-use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
 use actix_web::http::Method;
-use futures_util::future::{join, join_all};
+use futures_util::future::join;
 use serde_json::Value;
 
-use crate::helpers::{eventually, spawn_app, spawn_host_app, TestApp};
+use crate::helpers::{eventually, spawn_app, spawn_host_app, TestApp, Traffic};
 
 /// Host thresholds off, so the verdict depends on the agents alone.
 const CALM_HOST: &[(&str, &str)] = &[
@@ -29,29 +28,11 @@ fn restarts(agent: &Value) -> u64 {
 #[actix_web::test]
 async fn a_panic_in_the_monitor_restarts_it_without_failing_a_single_request() {
     let app = spawn_host_app(&[]).await;
-    let answered = Cell::new(0usize);
-    let recovered = Cell::new(false);
-    let failures = RefCell::new(Vec::new());
     // Each client sends 50 requests, and keeps going until the Monitor is back: the traffic
     // spans the panic, the backoff and the rebuild.
-    let client = |c: usize| {
-        let (app, answered, recovered, failures) = (&app, &answered, &recovered, &failures);
-        async move {
-            let mut i = 0;
-            while i < 50 || !recovered.get() {
-                let reply = app.get(&format!("/users/{}", c * 1000 + i), &[]).await;
-                answered.set(answered.get() + 1);
-                if reply.status != 200 {
-                    failures
-                        .borrow_mut()
-                        .push(format!("{}: {}", reply.status, reply.text));
-                }
-                i += 1;
-            }
-        }
-    };
+    let traffic = Traffic::default();
     let fault = async {
-        eventually(|| async { answered.get() }, |n| *n >= 20).await;
+        eventually(|| async { traffic.answered.get() }, |n| *n >= 20).await;
         let injected = Instant::now();
         let accepted = app.selfheal().inject_agent_panic("Monitor", 1).await;
         let back = eventually(
@@ -60,14 +41,18 @@ async fn a_panic_in_the_monitor_restarts_it_without_failing_a_single_request() {
         )
         .await;
         let took = injected.elapsed();
-        recovered.set(true);
+        traffic.stop.set(true);
         (accepted, took, back)
     };
-    let (_, (accepted, took, monitor)) = join(join_all((0..4).map(client)), fault).await;
+    let (_, (accepted, took, monitor)) = join(traffic.run(&app, 4, 50), fault).await;
 
     assert_eq!(accepted, Ok(true));
-    assert_eq!(failures.borrow().as_slice(), &[] as &[String]);
-    assert!(answered.get() >= 200, "{} requests", answered.get());
+    assert_eq!(traffic.failures.borrow().as_slice(), &[] as &[String]);
+    assert!(
+        traffic.answered.get() >= 200,
+        "{} requests",
+        traffic.answered.get()
+    );
     assert_eq!(monitor["state"], "running", "{monitor}");
     assert!(restarts(&monitor) >= 1, "{monitor}");
     let error = monitor["last_error"].as_str().unwrap_or("");

@@ -136,6 +136,19 @@ impl AlertManager {
         Some(a)
     }
 
+    /// The fingerprint of the open alert `id`, once the start-up load allows an answer (the
+    /// alert may be a stored one not loaded yet, or its twin raised since the start);
+    /// `resolved` says what a recently resolved one is.
+    fn held(&self, id: AlertId, resolved: &str) -> Result<String, AlertError> {
+        if !self.ready() {
+            return Err(super::load::not_ready());
+        }
+        self.ids
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| self.not_held(id, resolved))
+    }
+
     /// Acknowledge the open alert `id` (it must be firing).
     pub(super) fn acknowledge(
         &mut self,
@@ -143,13 +156,7 @@ impl AlertManager {
         by: String,
         comment: Option<String>,
     ) -> Result<Alert, AlertError> {
-        if !self.ready() {
-            // The alert may be a stored one not loaded yet, or its twin raised since the start.
-            return Err(super::load::not_ready());
-        }
-        let Some(fp) = self.ids.get(&id).cloned() else {
-            return Err(self.not_held(id, "is resolved"));
-        };
+        let fp = self.held(id, "is resolved")?;
         let Some(a) = self.open.get_mut(&fp) else {
             return Err(AlertError::NotFound(format!("no open alert {id}")));
         };
@@ -174,12 +181,7 @@ impl AlertManager {
         by: String,
         comment: Option<String>,
     ) -> Result<Alert, AlertError> {
-        if !self.ready() {
-            return Err(super::load::not_ready());
-        }
-        let Some(fp) = self.ids.get(&id).cloned() else {
-            return Err(self.not_held(id, "is already resolved"));
-        };
+        let fp = self.held(id, "is already resolved")?;
         self.resolve(&fp, &by, comment, false)
             .ok_or_else(|| AlertError::NotFound(format!("no open alert {id}")))
     }

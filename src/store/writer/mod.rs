@@ -589,24 +589,22 @@ impl Handler<Enqueue> for StoreWriter {
 impl StoreWriter {
     /// While failed: queue and journal the record, write nothing.
     fn keep_while_failed(&mut self, msg: Enqueue) {
-        if self.pending_len() >= self.cap {
-            self.update(|s| s.overflow += 1);
-            return;
-        }
         if !self.journal.is_open() {
             let (pending, journal) = self.pending_and_journal();
             journal.open(pending.into_iter());
         }
-        self.journal.append(&msg.0);
-        self.queue.push_back(Queued {
-            record: msg.0,
-            refusals: 0,
-        });
-        self.accepted += 1;
-        self.update(|_| {});
+        self.accept(msg);
     }
 
     fn enqueue(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
+        if self.accept(msg) && self.queue.len() >= self.batch {
+            self.flush(ctx);
+        }
+    }
+
+    /// Queue (and journal, when the journal is open) a record; refuse it when the queue is
+    /// full (counted, and logged at the first refusal and every thousandth).
+    fn accept(&mut self, msg: Enqueue) -> bool {
         if self.pending_len() >= self.cap {
             let overflow = {
                 let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -620,7 +618,7 @@ impl StoreWriter {
                     msg.0.table()
                 );
             }
-            return;
+            return false;
         }
         self.journal.append(&msg.0);
         self.queue.push_back(Queued {
@@ -629,9 +627,7 @@ impl StoreWriter {
         });
         self.accepted += 1;
         self.update(|_| {});
-        if self.queue.len() >= self.batch {
-            self.flush(ctx);
-        }
+        true
     }
 }
 
