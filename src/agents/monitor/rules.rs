@@ -275,7 +275,11 @@ fn database_rules(r: &mut Readings, deps: &Dependencies, s: &Settings) {
     if t.db_pool_percent > 0.0 {
         for p in &db.pools {
             let full = p.in_use >= p.max_size && p.max_size > 0;
-            let level = if p.waiting > 0 {
+            // While the database does not answer, callers wait for a connection because of the
+            // outage (DB_CONNECTION_ERROR): the pool's reading neither fires nor clears.
+            let level = if down {
+                Level::Hold
+            } else if p.waiting > 0 {
                 Level::Breach
             } else {
                 Level::of(p.usage_percent, t.db_pool_percent, h)
@@ -565,12 +569,14 @@ mod tests {
 
     #[test]
     fn database_rules_fire_and_clear() {
-        let r = read(&calm(), &[], &db(None, vec![]));
+        let r = read(&calm(), &[], &db(None, vec![pool("app", 1, 1)]));
         assert!(r.scopes.contains(&"database"));
         assert_eq!(
             level(&r, types::DB_CONNECTION_ERROR, "database"),
             Level::Breach
         );
+        // Callers waiting during the outage are its consequence, not a pool to page about.
+        assert_eq!(level(&r, types::DB_POOL_EXHAUSTED, "database"), Level::Hold);
         let r = read(&calm(), &[], &db(Some(2.0), vec![pool("app", 1, 0)]));
         assert_eq!(
             level(&r, types::DB_CONNECTION_ERROR, "database"),
